@@ -1,0 +1,9 @@
+import { defineConfig } from "tsup";
+import { packageBuild } from "../../tsup.base.ts";
+
+export default defineConfig(
+  packageBuild({
+    entry: { index: "src/index.ts", "testing/index": "src/testing/index.ts" },
+    external: ["vitest"],
+  }),
+);
