@@ -154,6 +154,11 @@ export interface Scheduler {
   ): Promise<void>;
   /** Remove artifacts of releases that are no longer kept. */
   pruneArtifacts?(app: string, keep: Release[], prune: Release[]): Promise<void>;
+  /**
+   * Run `command` in a one-off instance of the release's artifact and keep its filesystem changes as a new
+   * artifact (app.json `scripts.dokku.predeploy`). Throws RELEASE_PHASE_FAILED on a non-zero exit.
+   */
+  commit?(app: string, release: Release, command: string, options?: RunOptions): Promise<Artifact>;
 }
 
 export interface ProxyStatus {
