@@ -67,6 +67,16 @@ export interface Artifact {
   procfile?: string;
   /** app.json found in the source, if any, verbatim. */
   appJson?: string;
+  /**
+   * How a scheduler starts a process of this artifact: `shell` (default) runs `sh -c "<command>"` after the
+   * image's ENTRYPOINT; `start` runs `/start <process type>` (buildpack images, whose /start reads the Procfile).
+   */
+  launcher?: "shell" | "start";
+  /**
+   * The process type whose default command is the image's own CMD/ENTRYPOINT (Dockerfile without Procfile):
+   * while the release keeps that default, schedulers run the image without overriding its command.
+   */
+  imageDefaultProcess?: string;
   /** Builder-specific facts (image id, build duration, stack). */
   metadata?: Record<string, JsonValue>;
 }
