@@ -1,3 +1,4 @@
+import { parseCronSchedule } from "./cron.js";
 import { BerthError } from "./errors.js";
 import type { AppJson, CronEntry, EnvSpec, HealthCheck } from "./model.js";
 import { validateConfigKey, validatePort, validateProcessType } from "./validation.js";
@@ -215,17 +216,16 @@ function readHealthchecks(reader: FieldReader, value: unknown): Record<string, H
   return result;
 }
 
-const CRON_FIELD = /^[0-9*,/\-A-Za-z]+$/;
-
 function readCron(reader: FieldReader, value: unknown): CronEntry[] {
   if (!Array.isArray(value)) reader.fail("cron", "must be a list of entries.");
   return (value as unknown[]).map((entry, index) => {
     const path = `cron[${index}]`;
     const fields = reader.object(entry, path);
     const schedule = reader.string(fields.schedule, `${path}.schedule`).trim();
-    const parts = schedule.split(/\s+/);
-    if (!(parts.length === 5 && parts.every((part) => CRON_FIELD.test(part))) && !schedule.startsWith("@")) {
-      reader.fail(`${path}.schedule`, "must be a 5-field cron schedule such as */5 * * * *.");
+    try {
+      parseCronSchedule(schedule);
+    } catch (error) {
+      reader.fail(`${path}.schedule`, `is invalid: ${(error as Error).message}`);
     }
     const command = reader.string(fields.command, `${path}.command`);
     if (command.trim() === "") reader.fail(`${path}.command`, "must not be empty.");

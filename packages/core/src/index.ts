@@ -1,5 +1,7 @@
 export { parseAppJson } from "./app-json.js";
 export { type AtomicWriteOptions, writeFileAtomic } from "./atomic-write.js";
+export { type CronSchedule, cronEntryId, cronMatches, nextCronTime, parseCronSchedule } from "./cron.js";
+export { type CronClock, type CronJob, CronJobs, systemClock } from "./cron-jobs.js";
 export {
   BerthError,
   type BerthErrorCode,

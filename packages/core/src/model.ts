@@ -45,8 +45,10 @@ export interface AppState {
   currentRelease?: string;
   /** The deployment whose instances serve traffic. */
   deployment?: DeploymentRecord;
-  /** True once a deploy has succeeded (app.json `scripts.postdeploy` runs only before that). */
+  /** True once a deploy has succeeded. */
   firstDeployDone?: boolean;
+  /** True once app.json `scripts.postdeploy` (first deploy only) has run. */
+  postdeployDone?: boolean;
   /** Set by `ps.stop`; a stopped app is not restarted by reconcile. */
   stopped?: boolean;
 }
@@ -100,7 +102,7 @@ export interface Release {
   processTypes: Record<string, string>;
   /** Parsed app.json (Dokku's format), or an empty object. */
   appJson: AppJson;
-  source: { kind: "git" | "dir" | "image" | "rollback" | "config" | "rebuild"; rev?: string; from?: string };
+  source: { kind: "git" | "dir" | "image" | "rollback" | "config"; rev?: string; from?: string };
   /** When settled as failed: why. */
   failure?: { code: string; message: string };
   settledAt?: string;

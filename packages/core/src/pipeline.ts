@@ -132,7 +132,6 @@ export class Pipeline {
   /** receive → build → release, then the rollout. Returns the new, current release. */
   async deploySource(app: AppSettings, source: Source, run: PipelineRun): Promise<Release> {
     const platform = this.#platform;
-    const { output } = run;
     const started = Date.now();
     const info = await stat(source.dir).catch(() => undefined);
     if (!info?.isDirectory()) {
@@ -145,8 +144,7 @@ export class Pipeline {
     await platform.hooks.receive.promise({ ...context, source });
     const manifest = await readSourceManifest(source.dir);
     const userConfig = await platform.store.readEnv(app.name);
-    const { config, generated } = resolveAppJsonEnv(app.name, manifest.appJson, userConfig);
-    const previous = await this.currentRelease(app.name);
+    const resolved = resolveAppJsonEnv(app.name, manifest.appJson, userConfig);
     const version = (await this.#lastVersion(app.name)) + 1;
 
     const artifact = await platform.hooks.build.promise({
@@ -154,7 +152,7 @@ export class Pipeline {
       source,
       version,
       builder: app.builder ?? platform.defaults.builder,
-      config,
+      config: resolved.config,
     });
     if (!artifact) {
       const builders = [...platform.builders.keys()];
@@ -167,36 +165,224 @@ export class Pipeline {
       );
     }
     platform.events.emit("build.succeeded", app.name, { version, image: artifact.image });
-    const procfile = manifest.procfile ?? (artifact.procfile ? parseProcfile(artifact.procfile) : undefined);
+    return this.#deployBuilt(app, artifact, manifest, resolved, run, {
+      started,
+      version,
+      source,
+      description: source.rev ? `Deploy ${source.rev.slice(0, 7)}` : "Deploy",
+      origin: { kind: source.kind, ...(source.rev ? { rev: source.rev } : {}) },
+    });
+  }
+
+  /** Deploy an artifact that needs no build (an existing image): release, release phase, rollout. */
+  async deployArtifact(
+    app: AppSettings,
+    artifact: Artifact,
+    run: PipelineRun,
+    description: string,
+  ): Promise<Release> {
+    const started = Date.now();
+    this.#platform.events.emit("deploy.started", app.name, { kind: "image", image: artifact.image });
+    const manifest: SourceManifest = {
+      procfile: artifact.procfile ? parseProcfile(artifact.procfile) : undefined,
+      appJson: artifact.appJson ? parseAppJson(artifact.appJson) : {},
+    };
+    const resolved = resolveAppJsonEnv(
+      app.name,
+      manifest.appJson,
+      await this.#platform.store.readEnv(app.name),
+    );
+    return this.#deployBuilt(app, artifact, manifest, resolved, run, {
+      started,
+      version: (await this.#lastVersion(app.name)) + 1,
+      source: undefined,
+      description,
+      origin: { kind: "image", from: artifact.image },
+    });
+  }
+
+  async #deployBuilt(
+    app: AppSettings,
+    built: Artifact,
+    manifest: SourceManifest,
+    resolved: { config: Record<string, string>; generated: Record<string, string> },
+    run: PipelineRun,
+    facts: {
+      started: number;
+      version: number;
+      source: Source | undefined;
+      description: string;
+      origin: Release["source"];
+    },
+  ): Promise<Release> {
+    const platform = this.#platform;
+    const procfile = manifest.procfile ?? (built.procfile ? parseProcfile(built.procfile) : undefined);
     const appJson =
-      Object.keys(manifest.appJson).length > 0 || !artifact.appJson
+      Object.keys(manifest.appJson).length > 0 || !built.appJson
         ? manifest.appJson
-        : parseAppJson(artifact.appJson);
-    const release = await this.createRelease(
+        : parseAppJson(built.appJson);
+    let release = await this.#shapeRelease(
       app,
       {
-        description: source.rev ? `Deploy ${source.rev.slice(0, 7)}` : "Deploy",
-        source: { kind: source.kind, ...(source.rev ? { rev: source.rev } : {}) },
-        artifact,
-        config,
-        processTypes: { ...(artifact.defaultProcessTypes ?? {}), ...(procfile ?? {}) },
+        description: facts.description,
+        source: facts.origin,
+        artifact: built,
+        config: resolved.config,
+        processTypes: { ...(built.defaultProcessTypes ?? {}), ...(procfile ?? {}) },
         appJson,
       },
-      { ...run, source, previous, version },
+      { ...run, source: facts.source, version: facts.version },
     );
-    const deployed = await this.rollout(app, release, run);
-    if (Object.keys(generated).length > 0) {
-      // Generated secrets become the app's own config only once a release using them succeeded.
-      await platform.store.writeEnv(app.name, { ...(await platform.store.readEnv(app.name)), ...generated });
+    const predeploy = appJson.scripts?.dokku?.predeploy;
+    if (predeploy) {
+      // Predeploy changes become part of the release's artifact, so they run before the release is stored.
+      const scheduler = platform.schedulerFor(app);
+      if (!scheduler.commit) {
+        throw new BerthError(
+          "NOT_SUPPORTED",
+          `Scheduler ${scheduler.name} cannot run app.json predeploy scripts.`,
+        );
+      }
+      run.output.step(`Running predeploy: ${predeploy}`);
+      const artifact = await scheduler.commit(app.name, release, predeploy, {
+        onOutput: (chunk) => run.output.stream(chunk),
+        signal: run.signal,
+      });
+      run.output.flush();
+      release = { ...release, artifact };
     }
-    output.step(
-      `Done: ${app.name} ${deployed.id} deployed in ${((Date.now() - started) / 1000).toFixed(1)}s`,
+    await platform.store.createRelease(release);
+    platform.events.emit("release.created", app.name, {
+      release: release.id,
+      description: release.description,
+    });
+    await this.#releasePhase(app, release, run);
+    const deployed = await this.rollout(app, release, run);
+    if (Object.keys(resolved.generated).length > 0) {
+      // Generated secrets become the app's own config only once a release using them succeeded.
+      await platform.store.writeEnv(app.name, {
+        ...(await platform.store.readEnv(app.name)),
+        ...resolved.generated,
+      });
+    }
+    await this.#postdeploy(app, deployed, run);
+    run.output.step(
+      `Done: ${app.name} ${deployed.id} deployed in ${((Date.now() - facts.started) / 1000).toFixed(1)}s`,
     );
     return deployed;
   }
 
-  /** Creates a pending release through the `release` waterfall and stores it. */
-  async createRelease(
+  /** Procfile `release:` runs once, in a one-off instance of the new release, before any new instance starts. */
+  async #releasePhase(app: AppSettings, release: Release, run: PipelineRun): Promise<void> {
+    const command = release.processTypes.release;
+    if (!command) return;
+    const platform = this.#platform;
+    run.output.step(`Running release command: ${command}`);
+    let failure: BerthError | undefined;
+    try {
+      const result = await platform.schedulerFor(app).run(app.name, release, command, {
+        onOutput: (chunk) => run.output.stream(chunk),
+        signal: run.signal,
+      });
+      if (result.exitCode !== 0) {
+        failure = new BerthError(
+          "RELEASE_PHASE_FAILED",
+          `The release command of ${release.id} exited with code ${result.exitCode}; nothing was deployed.`,
+          { details: { app: app.name, release: release.id, exitCode: result.exitCode } },
+        );
+      }
+    } catch (error) {
+      failure = isBerthError(error)
+        ? error
+        : new BerthError(
+            "RELEASE_PHASE_FAILED",
+            `The release command of ${release.id} could not run: ${describeError(error)}`,
+            {
+              cause: error,
+            },
+          );
+    } finally {
+      run.output.flush();
+    }
+    if (!failure) return;
+    run.output.warn(failure.message);
+    await platform.store.settleRelease(app.name, release.version, "failed", {
+      code: failure.code,
+      message: failure.message,
+    });
+    await platform.hooks.deployFailed.promise({
+      ...this.#context(app, run),
+      error: failure,
+      release,
+      deployment: undefined,
+    });
+    platform.events.emit("deploy.failed", app.name, {
+      release: release.id,
+      code: failure.code,
+      message: failure.message,
+    });
+    throw failure;
+  }
+
+  /**
+   * app.json `scripts.dokku.postdeploy` after every deploy and `scripts.postdeploy` after the first one, in
+   * one-off instances of the new release. Traffic has already moved, so a failure is reported, not undone.
+   */
+  async #postdeploy(app: AppSettings, release: Release, run: PipelineRun): Promise<void> {
+    const platform = this.#platform;
+    const state = await platform.store.readState(app.name);
+    const scripts: Array<[string, string]> = [];
+    if (release.appJson.scripts?.dokku?.postdeploy)
+      scripts.push(["postdeploy", release.appJson.scripts.dokku.postdeploy]);
+    if (release.appJson.scripts?.postdeploy && !state.postdeployDone) {
+      scripts.push(["first-deploy postdeploy", release.appJson.scripts.postdeploy]);
+    }
+    for (const [label, command] of scripts) {
+      run.output.step(`Running ${label}: ${command}`);
+      const result = await platform
+        .schedulerFor(app)
+        .run(app.name, release, command, {
+          onOutput: (chunk) => run.output.stream(chunk),
+          signal: run.signal,
+        })
+        .catch((error: unknown) => ({ exitCode: -1, error }));
+      run.output.flush();
+      if (label.startsWith("first")) {
+        await platform.store.writeState(app.name, {
+          ...(await platform.store.readState(app.name)),
+          postdeployDone: true,
+        });
+      }
+      if (result.exitCode !== 0) {
+        run.output.warn(`${label} exited with code ${result.exitCode}; ${release.id} is serving regardless.`);
+        platform.events.emit("postdeploy.failed", app.name, {
+          release: release.id,
+          script: label,
+          exitCode: result.exitCode,
+        });
+      }
+    }
+  }
+
+  /** Creates a pending release through the `release` waterfall, stores it, and runs its release phase. */
+  async createRelease(app: AppSettings, change: ReleaseChange, run: PipelineRun): Promise<Release> {
+    const release = await this.#shapeRelease(app, change, run);
+    await this.#platform.store.createRelease(release);
+    this.#platform.events.emit("release.created", app.name, {
+      release: release.id,
+      description: release.description,
+    });
+    return release;
+  }
+
+  /** Like `createRelease`, then the release phase (config changes run it too, as on Heroku). */
+  async createReleaseWithPhase(app: AppSettings, change: ReleaseChange, run: PipelineRun): Promise<Release> {
+    const release = await this.createRelease(app, change, run);
+    await this.#releasePhase(app, release, run);
+    return release;
+  }
+
+  async #shapeRelease(
     app: AppSettings,
     change: ReleaseChange,
     run: PipelineRun & { source?: Source; previous?: Release; version?: number },
@@ -234,11 +420,6 @@ export class Pipeline {
         { details: { app: app.name } },
       );
     }
-    await platform.store.createRelease(release);
-    platform.events.emit("release.created", app.name, {
-      release: release.id,
-      description: release.description,
-    });
     return release;
   }
 

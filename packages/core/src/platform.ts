@@ -1,5 +1,6 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { CronJobs } from "./cron-jobs.js";
 import { BerthError, describeError } from "./errors.js";
 import { EventLog } from "./events.js";
 import { type CheckDefaults, runHealthChecks } from "./health-checks.js";
@@ -8,6 +9,7 @@ import { AppLocks, type LockHolder } from "./lock.js";
 import type {
   AppSettings,
   AppState,
+  Artifact,
   InstanceStatus,
   JsonValue,
   PortMapping,
@@ -122,6 +124,8 @@ export class Platform {
   readonly schedulers = new Map<string, Scheduler>();
   readonly proxies = new Map<string, Proxy>();
   readonly plugins: BerthPlugin[] = [];
+  /** app.json cron entries: list, run now, and the minute ticker the daemon starts. */
+  readonly cron: CronJobs = new CronJobs(this);
   readonly #pipeline: Pipeline;
   readonly #lockTimeoutMs: number;
 
@@ -262,6 +266,30 @@ export class Platform {
     });
   }
 
+  /** Release an artifact that needs no build (e.g. an existing local image), through the same checks. */
+  async deployArtifact(
+    app: string,
+    artifact: Artifact,
+    options: OperationOptions & { description?: string } = {},
+  ): Promise<Release> {
+    validateAppName(app);
+    if (
+      typeof artifact?.image !== "string" ||
+      artifact.image === "" ||
+      typeof artifact.builder !== "string"
+    ) {
+      throw new BerthError("INVALID_SOURCE", "An artifact needs a builder name and an image.");
+    }
+    return this.#mutate(app, "deploy", options, (settings, run) =>
+      this.#pipeline.deployArtifact(
+        settings,
+        artifact,
+        run,
+        options.description ?? `Deploy image ${artifact.image}`,
+      ),
+    );
+  }
+
   /** Restart every process of the current release through the transactional path. */
   async restart(app: string, options: OperationOptions = {}): Promise<Release> {
     validateAppName(app);
@@ -270,11 +298,6 @@ export class Platform {
       run.output.step(`Restarting ${app} (${current.id})`);
       return this.#pipeline.rollout(settings, current, run);
     });
-  }
-
-  /** Build the current release's source again (asks the `fetchSource` capability of the git package). */
-  async rebuild(app: string, options: OperationOptions & { source: Source }): Promise<Release> {
-    return this.deploy(app, options.source, options);
   }
 
   // --- apps ---
@@ -443,7 +466,7 @@ export class Platform {
           .filter(Boolean)
           .join("; ");
         run.output.step(`${description} and restarting ${name}`);
-        const created = await this.#pipeline.createRelease(
+        const created = await this.#pipeline.createReleaseWithPhase(
           app,
           {
             description,
@@ -635,6 +658,10 @@ export class Platform {
   async logs(name: string, options: LogsOptions, onLine: (line: LogLine) => void): Promise<void> {
     const app = await this.apps.get(name);
     if (options.processType !== undefined) validateScale(options.processType, 0);
+    if (options.processType === undefined || options.processType === "cron") {
+      for (const line of await this.cron.logLines(name, options.tail)) onLine(line);
+      if (options.processType === "cron") return;
+    }
     await this.schedulerFor(app).logs(name, options, onLine);
   }
 

@@ -127,6 +127,12 @@ export class FakeScheduler implements Scheduler {
   /** Process types whose start throws, to test a scheduler failing half-way. */
   failToStart = new Set<string>();
   deploys = 0;
+  /** Every one-off command run, in order, with the release it ran in and that release's config. */
+  readonly runs: Array<{ app: string; release: string; command: string; env: Record<string, string> }> = [];
+  /** When set, one-off runs wait for it before finishing (to test overlapping runs). */
+  runGate: Promise<void> | undefined;
+  /** Called as each one-off run starts. */
+  onRun: ((command: string) => void) | undefined;
 
   constructor(name = "fake") {
     this.name = name;
@@ -291,7 +297,11 @@ export class FakeScheduler implements Scheduler {
     }
   }
 
-  async run(_app: string, release: Release, command: string, options: RunOptions = {}): Promise<RunResult> {
+  async run(app: string, release: Release, command: string, options: RunOptions = {}): Promise<RunResult> {
+    const env = { ...releaseEnvironment(release), ...options.env };
+    this.runs.push({ app, release: release.id, command, env });
+    this.onRun?.(command);
+    if (this.runGate) await this.runGate;
     const [verb, ...rest] = command.trim().split(/\s+/);
     if (verb === "exit") return { exitCode: Number(rest[0] ?? 0) };
     if (verb === "echo") {
@@ -299,7 +309,6 @@ export class FakeScheduler implements Scheduler {
       return { exitCode: 0 };
     }
     if (verb === "env") {
-      const env = { ...releaseEnvironment(release), ...options.env };
       options.onOutput?.(
         `${Object.entries(env)
           .map(([key, value]) => `${key}=${value}`)
@@ -308,6 +317,19 @@ export class FakeScheduler implements Scheduler {
       return { exitCode: 0 };
     }
     return { exitCode: 0 };
+  }
+
+  /** Predeploy: `exit N` fails, anything else yields the artifact marked with the command it ran. */
+  async commit(app: string, release: Release, command: string, options: RunOptions = {}): Promise<Artifact> {
+    const result = await this.run(app, release, command, options);
+    if (result.exitCode !== 0) {
+      throw new BerthError("RELEASE_PHASE_FAILED", `predeploy exited with code ${result.exitCode}`);
+    }
+    return {
+      ...release.artifact,
+      image: `${release.artifact.image}-predeploy`,
+      metadata: { ...release.artifact.metadata, predeploy: command },
+    };
   }
 
   async exec(_app: string, _instance: Instance, command: string[]): Promise<ExecResult> {
