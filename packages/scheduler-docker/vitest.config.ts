@@ -1,5 +1,10 @@
 import { defineProject } from "vitest/config";
 
 export default defineProject({
-  test: { name: "scheduler-docker", include: ["src/**/*.test.ts"], testTimeout: 120_000, hookTimeout: 300_000 },
+  test: {
+    name: "scheduler-docker",
+    include: ["src/**/*.test.ts"],
+    testTimeout: 120_000,
+    hookTimeout: 300_000,
+  },
 });
