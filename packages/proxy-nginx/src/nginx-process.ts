@@ -1,0 +1,149 @@
+import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { request } from "node:http";
+import { setTimeout as delay } from "node:timers/promises";
+import { BerthError } from "@berth/core";
+import type { ControlListen } from "./render.js";
+
+/** Runs a program with an argv array (never a shell) and collects its output. */
+export function runProgram(
+  argv: readonly string[],
+  options: { timeoutMs?: number } = {},
+): Promise<{ exitCode: number; output: string }> {
+  const [program, ...args] = argv;
+  if (!program) throw new BerthError("PROXY_FAILED", "No program given to run.");
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    const collect = (chunk: Buffer) => {
+      output += chunk.toString("utf8");
+    };
+    child.stdout.on("data", collect);
+    child.stderr.on("data", collect);
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
+    child.on("error", (error) => {
+      clearTimeout(timer);
+      reject(
+        new BerthError("PROXY_FAILED", `Could not run ${program}: ${error.message}. Is it installed?`, {
+          cause: error,
+        }),
+      );
+    });
+    // `exit`, not `close`: a daemonizing nginx leaves a grandchild that may hold the pipes a moment longer.
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      setImmediate(() => resolve({ exitCode: code ?? (signal ? 128 : 1), output }));
+    });
+  });
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+async function processTitle(pid: number): Promise<string | undefined> {
+  try {
+    return (await readFile(`/proc/${pid}/cmdline`, "utf8")).replace(/\0+$/, "").replace(/\0/g, " ");
+  } catch {
+    return undefined;
+  }
+}
+
+/** The pid in a pid file, when it names a live nginx master (not a stale file, not a recycled pid). */
+export async function readMasterPid(pidFile: string): Promise<number | undefined> {
+  let text: string;
+  try {
+    text = await readFile(pidFile, "utf8");
+  } catch {
+    return undefined;
+  }
+  const pid = Number(text.trim());
+  if (!Number.isInteger(pid) || pid <= 1 || !isAlive(pid)) return undefined;
+  const title = await processTitle(pid);
+  return title?.startsWith("nginx: master") ? pid : undefined;
+}
+
+/** Worker processes of a master, from /proc (Linux). */
+export async function workerPids(masterPid: number): Promise<number[]> {
+  let children: string;
+  try {
+    children = await readFile(`/proc/${masterPid}/task/${masterPid}/children`, "utf8");
+  } catch {
+    return [];
+  }
+  const pids: number[] = [];
+  for (const entry of children.trim().split(/\s+/)) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    const title = await processTitle(pid);
+    if (title?.startsWith("nginx: worker process")) pids.push(pid);
+  }
+  return pids;
+}
+
+/** Asks the control server which generation answers; undefined when nothing answers. */
+export function queryGeneration(control: ControlListen, timeoutMs = 1_000): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const target =
+      control.kind === "unix" ? { socketPath: control.path } : { host: "127.0.0.1", port: control.port };
+    const outgoing = request(
+      {
+        ...target,
+        path: "/",
+        method: "GET",
+        agent: false,
+        timeout: timeoutMs,
+        headers: { Host: "berth-control" },
+      },
+      (response) => {
+        let body = "";
+        response.setEncoding("utf8");
+        response.on("data", (chunk: string) => {
+          body += chunk;
+        });
+        response.on("end", () => resolve(response.statusCode === 200 ? body.trim() : undefined));
+        response.on("error", () => resolve(undefined));
+      },
+    );
+    outgoing.on("timeout", () => outgoing.destroy());
+    outgoing.on("error", () => resolve(undefined));
+    outgoing.end();
+  });
+}
+
+/** Polls until the control server answers `generation`; false when the deadline passed first. */
+export async function waitForGeneration(
+  control: ControlListen,
+  generation: string,
+  deadline: number,
+): Promise<boolean> {
+  for (let pause = 5; ; pause = Math.min(pause * 2, 100)) {
+    if ((await queryGeneration(control)) === generation) return true;
+    if (Date.now() >= deadline) return false;
+    await delay(pause);
+  }
+}
+
+/** Polls until none of `pids` is alive; false when the deadline passed first. */
+export async function waitForExit(pids: number[], deadline: number): Promise<boolean> {
+  for (let pause = 5; ; pause = Math.min(pause * 2, 100)) {
+    if (!pids.some(isAlive)) return true;
+    if (Date.now() >= deadline) return false;
+    await delay(pause);
+  }
+}
+
+/** The `file:line` nginx names in an `nginx -t` failure, and its message. */
+export function parseNginxError(output: string): { message: string; file?: string; line?: number } {
+  const emerg = output.split("\n").find((line) => /\[(emerg|alert|crit)\]/.test(line)) ?? output.trim();
+  const located = /^(?:nginx: )?\[\w+\] (.*) in (\/\S+):(\d+)$/.exec(emerg.trim());
+  if (located?.[1] && located[2] && located[3]) {
+    return { message: located[1], file: located[2], line: Number(located[3]) };
+  }
+  return { message: emerg.replace(/^nginx: /, "").trim() || "nginx rejected the config" };
+}

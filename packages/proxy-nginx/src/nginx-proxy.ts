@@ -1,0 +1,887 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, readdir, readFile, readlink, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import {
+  type AppSettings,
+  BerthError,
+  describeError,
+  type Endpoint,
+  type Output,
+  type Platform,
+  type PortMapping,
+  type Proxy,
+  type ProxyStatus,
+  type RouteContext,
+  validateAppName,
+  validateDomain,
+  validatePort,
+  writeFileAtomic,
+} from "@berth/core";
+import {
+  type CertificateInfo,
+  CertificateStore,
+  generateSelfSignedPair,
+  type InstalledCertificate,
+  verifyCertificatePair,
+} from "./certificates.js";
+import {
+  isAlive,
+  parseNginxError,
+  readMasterPid,
+  runProgram,
+  waitForExit,
+  waitForGeneration,
+  workerPids,
+} from "./nginx-process.js";
+import {
+  type ConfigModel,
+  type ControlListen,
+  type Listener,
+  renderGeneration,
+  type ServerModel,
+  type UpstreamModel,
+  type VirtualHostModel,
+} from "./render.js";
+import { parseProxySettings } from "./settings.js";
+
+export interface NginxProxyOptions {
+  /** Port of the plain-HTTP listener every app gets by default; default 80. */
+  httpPort?: number;
+  /** Port of the HTTPS listener apps with a certificate get; default 443. */
+  httpsPort?: number;
+  /** Address nginx listens on: an IPv4 address, `[ipv6]` or `*`; default `0.0.0.0`. */
+  listenAddress?: string;
+  /** Every app also answers on `<app>.<globalDomain>`. */
+  globalDomain?: string;
+  /** The nginx program; default `nginx` (looked up on PATH). */
+  nginxBinary?: string;
+  /** The openssl program for self-signed certificates; default `openssl`. */
+  opensslBinary?: string;
+  /** Where config, logs, certificates and state live; default `<platform data dir>/nginx`. */
+  directory?: string;
+  /**
+   * `own` (default): Berth runs its own nginx master with its own prefix, started when not running.
+   * `include`: Berth writes `berth.conf` into an existing nginx's include dir (included in its `http` block)
+   * and runs `reloadCommand`.
+   */
+  mode?: "own" | "include";
+  /** include mode: the directory the existing nginx includes inside `http { }`, e.g. `/etc/nginx/conf.d`. */
+  includeDir?: string;
+  /** include mode: how to validate the whole existing config; default `[nginx, "-t"]`. */
+  testCommand?: string[];
+  /** include mode: how to reload the existing nginx; default `[nginx, "-s", "reload"]`. */
+  reloadCommand?: string[];
+  /** include mode: the existing master's pid file, to watch old workers drain; default `/run/nginx.pid`. */
+  pidFile?: string;
+  /** include mode: a free 127.0.0.1 port for Berth's control server (confirms reloads); required there. */
+  controlPort?: number;
+  /** `worker_processes`; default `auto`. */
+  workerProcesses?: number | "auto";
+  /** `user` for workers when nginx runs as root; default nginx's own (`nobody`). */
+  workerUser?: string;
+  /** How long a reload may take to be confirmed; default 30 s. */
+  reloadTimeoutMs?: number;
+  /** How long `route` waits for old workers to finish in-flight requests before returning; default 15 s. */
+  drainTimeoutMs?: number;
+  /** `worker_shutdown_timeout`: old workers close lingering connections (WebSockets) after this; default 300. */
+  workerShutdownTimeoutSeconds?: number;
+  /** Called with a candidate generation's directory after rendering and before `nginx -t` (audits, tests). */
+  onStaged?: (directory: string) => void | Promise<void>;
+}
+
+interface RouteEndpoint extends Endpoint {
+  containerPort?: number;
+}
+
+/** What Berth remembers per routed app: the upstreams nginx sends its traffic to. */
+interface RouteRecord {
+  deployment: string;
+  webPort: number;
+  endpoints: RouteEndpoint[];
+}
+
+type Routes = Record<string, RouteRecord>;
+
+/** A change to apply: the routes to render, and app settings / certificates that differ from what is stored. */
+interface Change {
+  routes: Routes;
+  apps?: Map<string, AppSettings>;
+  certificates?: Map<string, InstalledCertificate | null>;
+  output?: Output;
+}
+
+const SAFE_PATH = /^\/[A-Za-z0-9._/@+-]*$/;
+const WORKER_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
+const LISTEN_ADDRESS = /^(\*|[0-9]{1,3}(\.[0-9]{1,3}){3}|\[[0-9a-fA-F:.]+\])$/;
+
+function checkedPath(path: string, what: string): string {
+  const absolute = resolve(path);
+  if (!SAFE_PATH.test(absolute)) {
+    throw new BerthError(
+      "INVALID_SETTING",
+      `The ${what} ${JSON.stringify(absolute)} has characters that cannot go into an nginx config; use letters, digits and ._-/@+ only.`,
+    );
+  }
+  return absolute;
+}
+
+function proxyFailed(message: string, details: Record<string, unknown> = {}, cause?: unknown): BerthError {
+  return new BerthError("PROXY_FAILED", message, { details, ...(cause === undefined ? {} : { cause }) });
+}
+
+/**
+ * Routes app domains through a real nginx. Every change renders a complete new generation of config files from
+ * typed data into its own directory, has `nginx -t` check it, swaps the `live` symlink to it atomically, reloads
+ * nginx and waits until the new generation answers and the old workers drained. Changes are serialized.
+ */
+export class NginxProxy implements Proxy {
+  readonly name = "nginx";
+  readonly httpPort: number;
+  readonly httpsPort: number;
+  readonly listenAddress: string;
+  readonly globalDomain: string | undefined;
+  readonly mode: "own" | "include";
+  readonly #options: NginxProxyOptions;
+  readonly #nginx: string;
+  #platform: Platform | undefined;
+  #directory: string | undefined;
+  #certificates: CertificateStore | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(options: NginxProxyOptions = {}) {
+    this.#options = options;
+    this.httpPort = validatePort(options.httpPort ?? 80);
+    this.httpsPort = validatePort(options.httpsPort ?? 443);
+    if (this.httpPort === this.httpsPort) {
+      throw new BerthError("INVALID_SETTING", "httpPort and httpsPort must differ.");
+    }
+    const listenAddress = options.listenAddress ?? "0.0.0.0";
+    if (!LISTEN_ADDRESS.test(listenAddress)) {
+      throw new BerthError(
+        "INVALID_SETTING",
+        `Invalid listen address ${JSON.stringify(listenAddress)}: use an IPv4 address, [ipv6] or *.`,
+      );
+    }
+    this.listenAddress = listenAddress;
+    this.globalDomain = options.globalDomain === undefined ? undefined : validateDomain(options.globalDomain);
+    this.mode = options.mode ?? "own";
+    this.#nginx = options.nginxBinary ?? "nginx";
+    if (options.workerUser !== undefined && !WORKER_USER.test(options.workerUser)) {
+      throw new BerthError("INVALID_SETTING", `Invalid worker user ${JSON.stringify(options.workerUser)}.`);
+    }
+    if (options.workerProcesses !== undefined && options.workerProcesses !== "auto") {
+      if (
+        !Number.isInteger(options.workerProcesses) ||
+        options.workerProcesses < 1 ||
+        options.workerProcesses > 256
+      ) {
+        throw new BerthError("INVALID_SETTING", "workerProcesses must be auto or 1 to 256.");
+      }
+    }
+    if (this.mode === "include") {
+      if (!options.includeDir) {
+        throw new BerthError(
+          "INVALID_SETTING",
+          "include mode needs includeDir (the existing nginx's include dir).",
+        );
+      }
+      checkedPath(options.includeDir, "include dir");
+      if (options.controlPort === undefined) {
+        throw new BerthError("INVALID_SETTING", "include mode needs controlPort, a free port on 127.0.0.1.");
+      }
+      validatePort(options.controlPort);
+    }
+  }
+
+  /** Binds the proxy to a platform (done by the plugin's `apply`). */
+  attach(platform: Platform): void {
+    this.#platform = platform;
+    this.#directory = checkedPath(
+      this.#options.directory ?? join(platform.dataDir, "nginx"),
+      "nginx directory",
+    );
+    this.#certificates = new CertificateStore(join(this.#directory, "certs"));
+    if (
+      this.mode === "own" &&
+      Buffer.byteLength(this.#control().kind === "unix" ? this.#controlSocket() : "") > 100
+    ) {
+      throw new BerthError(
+        "INVALID_SETTING",
+        `The nginx directory ${this.#directory} is too long for a unix socket path; pick a shorter one (directory option).`,
+      );
+    }
+  }
+
+  get directory(): string {
+    if (!this.#directory)
+      throw new BerthError("PROXY_FAILED", "The nginx proxy is not attached to a platform.");
+    return this.#directory;
+  }
+
+  get #store() {
+    if (!this.#platform)
+      throw new BerthError("PROXY_FAILED", "The nginx proxy is not attached to a platform.");
+    return this.#platform.store;
+  }
+
+  get #certs(): CertificateStore {
+    if (!this.#certificates)
+      throw new BerthError("PROXY_FAILED", "The nginx proxy is not attached to a platform.");
+    return this.#certificates;
+  }
+
+  /** The directory of the generation nginx serves now (the target of the `live` symlink). */
+  get liveDirectory(): string {
+    return join(this.directory, "live");
+  }
+
+  get pidFile(): string {
+    return this.mode === "own"
+      ? join(this.directory, "run", "nginx.pid")
+      : (this.#options.pidFile ?? "/run/nginx.pid");
+  }
+
+  #controlSocket(): string {
+    return join(this.directory, "run", "control.sock");
+  }
+
+  #control(): ControlListen {
+    return this.mode === "own"
+      ? { kind: "unix", path: this.#controlSocket() }
+      : { kind: "tcp", port: this.#options.controlPort as number };
+  }
+
+  /** True when the app is routed by this proxy. */
+  handles(app: AppSettings): boolean {
+    return (app.proxy ?? this.#platform?.defaults.proxy) === this.name;
+  }
+
+  // --- Proxy interface ---
+
+  async route(context: RouteContext): Promise<void> {
+    const app = context.app;
+    const endpoints: RouteEndpoint[] = context.deployment.instances.flatMap((instance) =>
+      instance.processType === "web" && instance.endpoint
+        ? [
+            {
+              host: instance.endpoint.host,
+              port: instance.endpoint.port,
+              ...(instance.containerPort ? { containerPort: instance.containerPort } : {}),
+            },
+          ]
+        : [],
+    );
+    const webPort =
+      endpoints.find((endpoint) => endpoint.containerPort)?.containerPort ??
+      context.release.artifact.ports?.[0] ??
+      5000;
+    await this.#exclusive(async () => {
+      const routes = await this.#readRoutes();
+      routes[app.name] = { deployment: context.deployment.id, webPort, endpoints };
+      context.output.detail(
+        endpoints.length > 0
+          ? `nginx: ${app.name} -> ${endpoints.map((endpoint) => `${endpoint.host}:${endpoint.port}`).join(", ")}`
+          : `nginx: ${app.name} has no web instance; it answers 503`,
+      );
+      await this.#applyChange({ routes, apps: new Map([[app.name, app]]), output: context.output });
+    });
+  }
+
+  async removeApp(app: string): Promise<void> {
+    validateAppName(app);
+    await this.#exclusive(async () => {
+      const routes = await this.#readRoutes();
+      if (routes[app]) {
+        delete routes[app];
+        await this.#applyChange({ routes, certificates: new Map([[app, null]]) });
+      }
+      await this.#certs.removeApp(app);
+      for (const suffix of ["access", "error"]) {
+        await rm(join(this.directory, "logs", "apps", `${app}-${suffix}.log`), { force: true });
+      }
+    });
+  }
+
+  async status(app: string): Promise<ProxyStatus> {
+    validateAppName(app);
+    const route = (await this.#readRoutes())[app];
+    const settings = await this.#store.readApp(app);
+    if (!route || !settings) return { routed: false, domains: [], upstreams: [], urls: [] };
+    const certificate = await this.#certs.current(app);
+    const host = this.#virtualHost(settings, route, certificate);
+    const urls: string[] = [];
+    for (const server of host.servers) {
+      if (server.redirectToHttpsPort !== undefined) continue;
+      const defaultPort = server.scheme === "https" ? 443 : 80;
+      for (const name of host.serverNames) {
+        urls.push(`${server.scheme}://${name}${server.port === defaultPort ? "" : `:${server.port}`}`);
+      }
+    }
+    return {
+      routed: true,
+      domains: host.serverNames,
+      upstreams: route.endpoints.map((endpoint) => ({
+        processType: "web",
+        host: endpoint.host,
+        port: endpoint.port,
+      })),
+      urls,
+    };
+  }
+
+  // --- lifecycle (called by the plugin's taps) ---
+
+  /** Domains, ports or settings of a routed app changed: render its vhost again. */
+  async refreshApp(app: AppSettings, output?: Output): Promise<void> {
+    await this.#exclusive(async () => {
+      const routes = await this.#readRoutes();
+      if (!routes[app.name]) return;
+      await this.#applyChange({ routes, apps: new Map([[app.name, app]]), ...(output ? { output } : {}) });
+    });
+  }
+
+  /** Settings changed: reject invalid proxy settings (restoring the previous ones), then re-render. */
+  async settingsChanged(app: AppSettings, previous: AppSettings): Promise<void> {
+    try {
+      parseProxySettings(app.plugins["proxy-nginx"]);
+    } catch (error) {
+      // Core stored the settings before telling plugins; put the previous ones back so nothing half-applied stays.
+      const stored = await this.#store.readApp(app.name);
+      if (stored) {
+        const plugins = { ...stored.plugins };
+        const before = previous.plugins["proxy-nginx"];
+        if (before === undefined) delete plugins["proxy-nginx"];
+        else plugins["proxy-nginx"] = before;
+        await this.#store.writeApp({ ...stored, plugins });
+      }
+      throw error;
+    }
+    await this.refreshApp(app);
+  }
+
+  async renameApp(from: string, app: AppSettings): Promise<void> {
+    await this.#exclusive(async () => {
+      const routes = await this.#readRoutes();
+      const route = routes[from];
+      if (!route) {
+        await this.#certs.renameApp(from, app.name);
+        return;
+      }
+      const certificate = await this.#certs.current(from);
+      await this.#certs.renameApp(from, app.name);
+      delete routes[from];
+      routes[app.name] = route;
+      try {
+        await this.#applyChange({ routes, apps: new Map([[app.name, app]]) });
+      } catch (error) {
+        if (certificate) await this.#certs.renameApp(app.name, from);
+        throw error;
+      }
+    });
+  }
+
+  /**
+   * After a crash or reboot: rebuild every route from the store and the schedulers' live status, and make sure
+   * nginx runs with it.
+   */
+  async reconcile(output?: Output): Promise<void> {
+    const platform = this.#platform;
+    if (!platform) throw proxyFailed("The nginx proxy is not attached to a platform.");
+    await this.#exclusive(async () => {
+      const previous = await this.#readRoutes();
+      const routes: Routes = {};
+      for (const name of await platform.store.listApps()) {
+        const app = await platform.store.readApp(name);
+        if (!app || !this.handles(app)) continue;
+        const state = await platform.store.readState(name);
+        if (!state.deployment) continue;
+        let endpoints: RouteEndpoint[] = [];
+        if (!state.stopped) {
+          const live = await platform.schedulerFor(app).status(name);
+          endpoints = live.flatMap((instance) =>
+            instance.processType === "web" &&
+            instance.running &&
+            instance.endpoint &&
+            instance.deployment === state.deployment?.id
+              ? [
+                  {
+                    host: instance.endpoint.host,
+                    port: instance.endpoint.port,
+                    ...(instance.containerPort ? { containerPort: instance.containerPort } : {}),
+                  },
+                ]
+              : [],
+          );
+        }
+        routes[name] = {
+          deployment: state.deployment.id,
+          webPort:
+            endpoints.find((endpoint) => endpoint.containerPort)?.containerPort ??
+            previous[name]?.webPort ??
+            5000,
+          endpoints,
+        };
+        output?.detail(`nginx: ${name} -> ${endpoints.length} web instance(s)`);
+      }
+      await this.#applyChange({ routes, ...(output ? { output } : {}) });
+    });
+  }
+
+  /** Starts nginx with the current routes when it is not running (own mode); renders a first config if needed. */
+  async start(): Promise<void> {
+    await this.#exclusive(async () => {
+      await this.#applyChange({ routes: await this.#readRoutes() });
+    });
+  }
+
+  /** Stops Berth's own nginx master gracefully (own mode only). */
+  async stop(timeoutMs = 15_000): Promise<void> {
+    if (this.mode !== "own") return;
+    await this.#exclusive(async () => {
+      const pid = await readMasterPid(this.pidFile);
+      if (pid === undefined) return;
+      process.kill(pid, "SIGQUIT");
+      if (!(await waitForExit([pid], Date.now() + timeoutMs))) {
+        process.kill(pid, "SIGTERM");
+        await waitForExit([pid], Date.now() + 5_000);
+      }
+    });
+  }
+
+  // --- certificates ---
+
+  readonly certs = {
+    /** Installs a PEM certificate (leaf first, then chain) and its key after checking they match and are valid. */
+    add: (app: string, pair: { certificate: string; key: string }): Promise<CertificateInfo> =>
+      this.#withAppLock(app, "certs", async (settings) => {
+        const verified = verifyCertificatePair(app, pair.certificate, pair.key);
+        return this.#installCertificate(settings, verified);
+      }),
+
+    /** Removes the app's certificate; HTTPS stops and HTTP serves again. */
+    remove: (app: string): Promise<void> =>
+      this.#withAppLock(app, "certs", async (settings) => {
+        const current = await this.#certs.current(app);
+        if (!current) {
+          throw new BerthError("CERTIFICATE_NOT_FOUND", `App ${app} has no certificate.`, {
+            details: { app },
+          });
+        }
+        await this.#exclusive(async () => {
+          const routes = await this.#readRoutes();
+          if (routes[app]) {
+            await this.#applyChange({
+              routes,
+              apps: new Map([[app, settings]]),
+              certificates: new Map([[app, null]]),
+            });
+          }
+          await this.#certs.removeApp(app);
+        });
+      }),
+
+    /** Creates and installs a self-signed certificate for the app's domains (testing only). */
+    generateSelfSigned: (
+      app: string,
+      options: { domains?: string[]; days?: number } = {},
+    ): Promise<CertificateInfo> =>
+      this.#withAppLock(app, "certs", async (settings) => {
+        const domains = options.domains ?? this.#serverNames(settings);
+        const pair = await generateSelfSignedPair(domains, {
+          ...(options.days === undefined ? {} : { days: options.days }),
+          ...(this.#options.opensslBinary ? { opensslBinary: this.#options.opensslBinary } : {}),
+        });
+        return this.#installCertificate(settings, verifyCertificatePair(app, pair.certificate, pair.key));
+      }),
+
+    /** The installed certificate, if any. */
+    get: async (app: string): Promise<CertificateInfo | undefined> => {
+      validateAppName(app);
+      return (await this.#certs.current(app))?.info;
+    },
+  };
+
+  async #installCertificate(
+    settings: AppSettings,
+    verified: { certificate: string; key: string; info: CertificateInfo },
+  ): Promise<CertificateInfo> {
+    const app = settings.name;
+    return this.#exclusive(async () => {
+      const staged = await this.#certs.stage(app, verified.certificate, verified.key, verified.info);
+      try {
+        const routes = await this.#readRoutes();
+        if (routes[app]) {
+          await this.#applyChange({
+            routes,
+            apps: new Map([[app, settings]]),
+            certificates: new Map([[app, staged]]),
+          });
+        }
+      } catch (error) {
+        await this.#certs.discard(app, verified.info.fingerprint);
+        throw error;
+      }
+      await this.#certs.commit(app, staged);
+      return verified.info;
+    });
+  }
+
+  async #withAppLock<T>(
+    app: string,
+    operation: string,
+    work: (settings: AppSettings) => Promise<T>,
+  ): Promise<T> {
+    validateAppName(app);
+    const platform = this.#platform;
+    if (!platform) throw proxyFailed("The nginx proxy is not attached to a platform.");
+    await platform.apps.get(app);
+    return platform.locks.withLock(app, { operation }, async () => work(await platform.apps.get(app)));
+  }
+
+  // --- rendering ---
+
+  #serverNames(app: AppSettings): string[] {
+    const names = app.domains.map((domain) => {
+      try {
+        return validateDomain(domain);
+      } catch (error) {
+        throw proxyFailed(
+          `App ${app.name} has an invalid domain ${JSON.stringify(domain)}; remove it.`,
+          {
+            app: app.name,
+          },
+          error,
+        );
+      }
+    });
+    if (this.globalDomain) names.push(`${app.name}.${this.globalDomain}`);
+    return [...new Set(names)];
+  }
+
+  #virtualHost(
+    app: AppSettings,
+    route: RouteRecord,
+    certificate: InstalledCertificate | undefined,
+  ): VirtualHostModel {
+    let settings: ReturnType<typeof parseProxySettings>;
+    try {
+      settings = parseProxySettings(app.plugins["proxy-nginx"]);
+    } catch (error) {
+      throw proxyFailed(`App ${app.name}: ${describeError(error)}`, { app: app.name }, error);
+    }
+    const serverNames = this.#serverNames(app);
+    const mappings: PortMapping[] =
+      app.ports.length > 0
+        ? [...app.ports]
+        : [{ scheme: "http", hostPort: this.httpPort, containerPort: route.webPort }];
+    if (certificate && !mappings.some((mapping) => mapping.scheme === "https")) {
+      const plain = mappings.find((mapping) => mapping.scheme === "http");
+      if (plain)
+        mappings.push({ scheme: "https", hostPort: this.httpsPort, containerPort: plain.containerPort });
+    }
+    const httpsPort = certificate
+      ? mappings.find((mapping) => mapping.scheme === "https")?.hostPort
+      : undefined;
+    const servers: ServerModel[] = [];
+    const seen = new Set<string>();
+    for (const mapping of mappings) {
+      // Without a certificate an https mapping cannot be served; it waits for `certs add`.
+      if (mapping.scheme === "https" && !certificate) continue;
+      const key = `${mapping.scheme}:${mapping.hostPort}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      servers.push({
+        scheme: mapping.scheme,
+        port: validatePort(mapping.hostPort),
+        containerPort: validatePort(mapping.containerPort),
+        ...(mapping.scheme === "http" && httpsPort !== undefined ? { redirectToHttpsPort: httpsPort } : {}),
+      });
+    }
+    const upstreams: UpstreamModel[] = [];
+    for (const containerPort of new Set(servers.map((server) => server.containerPort))) {
+      upstreams.push({
+        containerPort,
+        endpoints: route.endpoints
+          .filter(
+            (endpoint) => endpoint.containerPort === undefined || endpoint.containerPort === containerPort,
+          )
+          .map((endpoint) => ({ host: endpoint.host, port: validatePort(endpoint.port) })),
+      });
+    }
+    return {
+      app: validateAppName(app.name),
+      serverNames,
+      servers,
+      upstreams,
+      settings,
+      ...(certificate
+        ? { certificate: { certificatePath: certificate.certificatePath, keyPath: certificate.keyPath } }
+        : {}),
+    };
+  }
+
+  async #model(change: Change, generation: string, generationDir: string): Promise<ConfigModel> {
+    const hosts: VirtualHostModel[] = [];
+    const listeners = new Map<number, { scheme: Listener["scheme"]; app: string }>();
+    listeners.set(this.httpPort, { scheme: "http", app: "" });
+    for (const name of Object.keys(change.routes).sort()) {
+      const route = change.routes[name]!;
+      const app = change.apps?.get(name) ?? (await this.#store.readApp(name));
+      if (!app) {
+        change.output?.warn(`nginx: ${name} is no longer stored; dropping its routes.`);
+        delete change.routes[name];
+        continue;
+      }
+      const certificate = change.certificates?.has(name)
+        ? (change.certificates.get(name) ?? undefined)
+        : await this.#certs.current(name);
+      const host = this.#virtualHost(app, route, certificate);
+      for (const server of host.servers) {
+        const taken = listeners.get(server.port);
+        if (taken && taken.scheme !== server.scheme) {
+          throw proxyFailed(
+            `App ${name} wants port ${server.port} for ${server.scheme}, but ${taken.app || "the default HTTP listener"} uses it for ${taken.scheme}; change its port mappings.`,
+            { app: name, port: server.port },
+          );
+        }
+        if (!taken) listeners.set(server.port, { scheme: server.scheme, app: name });
+      }
+      hosts.push(host);
+    }
+    return {
+      generation,
+      prefix: this.directory,
+      generationDir,
+      listenAddress: this.listenAddress,
+      control: this.#control(),
+      workerProcesses: this.#options.workerProcesses ?? "auto",
+      workerUser: this.#options.workerUser,
+      workerShutdownTimeoutSeconds: this.#options.workerShutdownTimeoutSeconds ?? 300,
+      defaultListeners: [...listeners.entries()]
+        .sort(([left], [right]) => left - right)
+        .map(([port, { scheme }]) => ({ port, scheme })),
+      hosts,
+    };
+  }
+
+  // --- generations ---
+
+  async #exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(work, work);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #readRoutes(): Promise<Routes> {
+    try {
+      return JSON.parse(await readFile(join(this.directory, "routes.json"), "utf8")) as Routes;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return {};
+      throw proxyFailed(`${join(this.directory, "routes.json")} is unreadable; run reconcile.`, {}, error);
+    }
+  }
+
+  async #liveGeneration(): Promise<string | undefined> {
+    try {
+      const target = await readlink(this.liveDirectory);
+      return target.split("/").pop();
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #nextGeneration(): Promise<string> {
+    let highest = 0;
+    try {
+      for (const entry of await readdir(join(this.directory, "generations"))) {
+        const number = /^g([0-9]+)$/.exec(entry)?.[1];
+        if (number) highest = Math.max(highest, Number(number));
+      }
+    } catch {
+      // No generation yet.
+    }
+    return `g${highest + 1}`;
+  }
+
+  async #prepareDirectories(): Promise<void> {
+    const root = this.directory;
+    await mkdir(root, { recursive: true, mode: 0o755 });
+    for (const sub of ["generations", "run", "logs/apps", "temp", "certs"]) {
+      await mkdir(join(root, sub), { recursive: true, mode: sub === "certs" ? 0o700 : 0o755 });
+    }
+  }
+
+  /**
+   * Render → `nginx -t` → swap → reload → confirm. When any step before the swap fails, nothing live changed;
+   * when the reload is not confirmed, the previous generation is swapped back and reloaded.
+   */
+  async #applyChange(change: Change): Promise<void> {
+    await this.#prepareDirectories();
+    const generation = await this.#nextGeneration();
+    const generationDir = join(this.directory, "generations", generation);
+    const model = await this.#model(change, generation, generationDir);
+    const files = renderGeneration(model);
+    await mkdir(join(generationDir, "apps"), { recursive: true });
+    try {
+      for (const [relative, text] of files)
+        await writeFile(join(generationDir, relative), text, { mode: 0o644 });
+      await this.#options.onStaged?.(generationDir);
+      await this.#test(generationDir);
+    } catch (error) {
+      await rm(generationDir, { recursive: true, force: true });
+      throw error;
+    }
+    const previous = await this.#liveGeneration();
+    await this.#swap(generation);
+    try {
+      await this.#activate(generation, change.output);
+    } catch (error) {
+      if (previous) {
+        await this.#swap(previous);
+        await this.#activate(previous, change.output).catch((rollbackError: unknown) => {
+          change.output?.warn(`nginx: could not return to ${previous}: ${describeError(rollbackError)}`);
+        });
+      }
+      await rm(generationDir, { recursive: true, force: true });
+      throw error;
+    }
+    await writeFileAtomic(join(this.directory, "routes.json"), `${JSON.stringify(change.routes, null, 2)}\n`);
+    await this.#prune(generation, previous);
+  }
+
+  async #test(generationDir: string): Promise<void> {
+    const result = await runProgram([
+      this.#nginx,
+      "-t",
+      "-q",
+      "-p",
+      `${this.directory}/`,
+      "-c",
+      join(generationDir, "nginx.conf"),
+    ]);
+    if (result.exitCode === 0) return;
+    const failure = parseNginxError(result.output);
+    const file = failure.file?.startsWith(generationDir)
+      ? failure.file.slice(generationDir.length + 1)
+      : failure.file;
+    const app = file ? /^apps\/([a-z][a-z0-9-]*)\.conf$/.exec(file)?.[1] : undefined;
+    const where = file ? ` (${file} line ${failure.line})` : "";
+    throw proxyFailed(
+      app
+        ? `nginx rejected the config of app ${app}: ${failure.message}${where}. The live config is unchanged.`
+        : `nginx rejected the config: ${failure.message}${where}. The live config is unchanged.`,
+      {
+        ...(app ? { app } : {}),
+        ...(file ? { file, line: failure.line } : {}),
+        output: result.output.trim(),
+      },
+    );
+  }
+
+  async #swap(generation: string): Promise<void> {
+    const next = join(this.directory, `live.${randomBytes(4).toString("hex")}`);
+    await symlink(join("generations", generation), next);
+    // rename(2) over the old symlink: readers see the old or the new generation, never none.
+    await rename(next, this.liveDirectory);
+  }
+
+  async #activate(generation: string, output: Output | undefined): Promise<void> {
+    if (this.mode === "include") {
+      await this.#activateIncluded(generation);
+    } else {
+      const pid = await readMasterPid(this.pidFile);
+      if (pid === undefined) {
+        await this.#startMaster(generation, output);
+        return;
+      }
+      const oldWorkers = await workerPids(pid);
+      process.kill(pid, "SIGHUP");
+      await this.#confirm(generation, oldWorkers, output);
+    }
+  }
+
+  async #activateIncluded(generation: string): Promise<void> {
+    const includeFile = join(checkedPath(this.#options.includeDir as string, "include dir"), "berth.conf");
+    const text = `# Written by @berth/proxy-nginx: routes of Berth apps.\ninclude ${join(this.liveDirectory, "http.conf")};\n`;
+    const existing = await readFile(includeFile, "utf8").catch(() => undefined);
+    if (existing !== text) await writeFileAtomic(includeFile, text);
+    const test = await runProgram(this.#options.testCommand ?? [this.#nginx, "-t"]);
+    if (test.exitCode !== 0) {
+      const failure = parseNginxError(test.output);
+      throw proxyFailed(`The existing nginx rejected its config with Berth's routes: ${failure.message}.`, {
+        output: test.output.trim(),
+      });
+    }
+    const masterPid = await readMasterPid(this.pidFile);
+    const oldWorkers = masterPid === undefined ? [] : await workerPids(masterPid);
+    const reload = await runProgram(this.#options.reloadCommand ?? [this.#nginx, "-s", "reload"]);
+    if (reload.exitCode !== 0) {
+      throw proxyFailed(`Reloading the existing nginx failed: ${reload.output.trim()}`, {
+        output: reload.output,
+      });
+    }
+    await this.#confirm(generation, oldWorkers, undefined);
+  }
+
+  async #startMaster(generation: string, output: Output | undefined): Promise<void> {
+    // A master that died without cleaning up leaves its pid file and control socket; both would confuse a start.
+    await rm(this.pidFile, { force: true });
+    await rm(this.#controlSocket(), { force: true });
+    output?.detail("nginx: starting the master process");
+    const result = await runProgram([
+      this.#nginx,
+      "-p",
+      `${this.directory}/`,
+      "-c",
+      join(this.liveDirectory, "nginx.conf"),
+    ]);
+    if (result.exitCode !== 0) {
+      throw proxyFailed(`nginx did not start: ${parseNginxError(result.output).message}`, {
+        output: result.output.trim(),
+      });
+    }
+    await this.#confirm(generation, [], output);
+  }
+
+  /** Waits until the control server answers the new generation, then until old workers finished their requests. */
+  async #confirm(generation: string, oldWorkers: number[], output: Output | undefined): Promise<void> {
+    const reloadDeadline = Date.now() + (this.#options.reloadTimeoutMs ?? 30_000);
+    if (!(await waitForGeneration(this.#control(), generation, reloadDeadline))) {
+      const log = await this.#errorLogTail();
+      throw proxyFailed(
+        `nginx did not switch to the new config within ${(this.#options.reloadTimeoutMs ?? 30_000) / 1000}s${log ? `: ${log}` : ""}. The previous config is restored.`,
+        { generation },
+      );
+    }
+    if (oldWorkers.length === 0) return;
+    const drainDeadline = Date.now() + (this.#options.drainTimeoutMs ?? 15_000);
+    if (!(await waitForExit(oldWorkers, drainDeadline))) {
+      const lingering = oldWorkers.filter(isAlive);
+      output?.warn(
+        `nginx: ${lingering.length} old worker(s) still finish long requests (WebSockets?); they stop within worker_shutdown_timeout.`,
+      );
+    }
+  }
+
+  async #errorLogTail(): Promise<string> {
+    if (this.mode !== "own") return "";
+    const text = await readFile(join(this.directory, "logs", "error.log"), "utf8").catch(() => "");
+    const lines = text
+      .trim()
+      .split("\n")
+      .filter((line) => /\[(emerg|alert|crit)\]/.test(line));
+    return lines.slice(-2).join(" / ");
+  }
+
+  async #prune(current: string, previous: string | undefined): Promise<void> {
+    const keep = new Set([current, previous]);
+    const root = join(this.directory, "generations");
+    for (const entry of await readdir(root)) {
+      if (!keep.has(entry)) await rm(join(root, entry), { recursive: true, force: true });
+    }
+    for (const entry of await readdir(this.directory)) {
+      // Leftover `live.*` links from a crash between symlink and rename.
+      if (/^live\.[0-9a-f]{8}$/.test(entry)) await rm(join(this.directory, entry), { force: true });
+    }
+  }
+}
