@@ -1,0 +1,140 @@
+import { readFile } from "node:fs/promises";
+import { Writable } from "node:stream";
+import { describeError, writeFileAtomic } from "@berth/core";
+import { type Connection, Server, type ServerChannel, utils } from "ssh2";
+import { type Identity, type KeyStore, keyIdentity } from "./access.js";
+import type { CommandRegistry } from "./commands.js";
+import { parseExecCommand } from "./exec-command.js";
+import { serveGitSession } from "./git-service.js";
+import type { PushReceiver } from "./receiver.js";
+
+export interface SshServerOptions {
+  receiver: PushReceiver;
+  keys: KeyStore;
+  commands: CommandRegistry;
+  /** The host's private key (OpenSSH format). */
+  hostKey: string;
+  /** Shown to clients before authentication; default none. */
+  banner?: string;
+}
+
+/** Reads the host key, generating and persisting (mode 0600) an Ed25519 key the first time. */
+export async function loadHostKey(path: string): Promise<string> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+  }
+  const pair = utils.generateKeyPairSync("ed25519");
+  await writeFileAtomic(path, pair.private, { mode: 0o600 });
+  await writeFileAtomic(`${path}.pub`, `${pair.public}\n`, { mode: 0o644 });
+  return pair.private;
+}
+
+/**
+ * An embedded SSH server that authenticates public keys against Berth's key store and serves exactly three
+ * things: `git-receive-pack '<app>'`, `git-upload-pack '<app>'`, and registered Berth commands. Shells, PTYs,
+ * subsystems, environment, agent, X11 and every kind of forwarding are refused.
+ */
+export function createSshServer(options: SshServerOptions): Server {
+  return new Server(
+    { hostKeys: [options.hostKey], ...(options.banner ? { banner: options.banner } : {}) },
+    (client) => serveClient(client, options),
+  );
+}
+
+function serveClient(client: Connection, options: SshServerOptions): void {
+  let identity: Identity | undefined;
+  client.on("error", () => {
+    // A client that drops mid-handshake is its own problem; the server carries on.
+  });
+  client.on("authentication", (context) => {
+    if (context.method !== "publickey") {
+      context.reject(["publickey"]);
+      return;
+    }
+    options.keys
+      .find(context.key.data)
+      .then((record) => {
+        if (!record) return context.reject(["publickey"]);
+        if (!context.signature || !context.blob) return context.accept();
+        const parsed = utils.parseKey(record.publicKey);
+        const key = Array.isArray(parsed) ? parsed[0] : parsed;
+        if (
+          !key ||
+          key instanceof Error ||
+          key.verify(context.blob, context.signature, context.hashAlgo) !== true
+        ) {
+          return context.reject(["publickey"]);
+        }
+        identity = keyIdentity(record);
+        return context.accept();
+      })
+      .catch(() => context.reject(["publickey"]));
+  });
+  client.on("ready", () => {
+    client.on("session", (accept) => {
+      const session = accept();
+      session.on("pty", (_accept, reject) => reject?.());
+      session.on("x11", (_accept, reject) => reject?.());
+      session.on("env", (_accept, reject) => reject?.());
+      session.on("auth-agent", (_accept, reject) => reject?.());
+      session.on("subsystem", (_accept, reject) => reject());
+      session.on("shell", (_accept, reject) => reject());
+      session.on("exec", (acceptExec, _reject, info) => {
+        const channel = acceptExec();
+        if (!identity) return finish(channel, 1, "Not authenticated.");
+        void serveExec(channel, info.command, identity, options);
+      });
+    });
+    client.on("tcpip", (_accept, reject) => reject());
+    client.on("openssh.streamlocal", (_accept, reject) => reject());
+    client.on("request", (_accept, reject) => reject?.());
+  });
+}
+
+function finish(channel: ServerChannel, code: number, message?: string): void {
+  if (message) channel.stderr.write(`${message}\n`);
+  channel.exit(code);
+  channel.end();
+}
+
+async function serveExec(
+  channel: ServerChannel,
+  command: string,
+  identity: Identity,
+  options: SshServerOptions,
+): Promise<void> {
+  try {
+    const request = parseExecCommand(command);
+    if (request.kind === "git") {
+      const session = await options.receiver.open(identity, request.app, request.service);
+      const code = await serveGitSession(session, {
+        stdin: channel,
+        stdout: channel,
+        stderr: channel.stderr,
+      });
+      return finish(channel, code);
+    }
+    const abort = new AbortController();
+    channel.once("close", () => abort.abort());
+    // Handlers may end their streams; the channel must stay open until the exit status is sent.
+    const keepOpen = (target: NodeJS.WritableStream) =>
+      new Writable({
+        write(chunk, _encoding, callback) {
+          target.write(chunk);
+          callback();
+        },
+      });
+    const code = await options.commands.run(request.words, {
+      user: identity,
+      stdin: channel,
+      stdout: keepOpen(channel),
+      stderr: keepOpen(channel.stderr),
+      signal: abort.signal,
+    });
+    return finish(channel, code);
+  } catch (error) {
+    return finish(channel, 1, ` !     ${describeError(error)}`);
+  }
+}
