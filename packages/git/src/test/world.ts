@@ -46,6 +46,59 @@ export function run(
   });
 }
 
+/** A running command whose output can be read while it runs. */
+export interface LiveRun {
+  stderr(): string;
+  done: Promise<RunResult>;
+}
+
+export function runLive(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv },
+): LiveRun {
+  let stderr = "";
+  let stdout = "";
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: options.env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+    stdout += chunk;
+  });
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr += chunk;
+  });
+  const done = new Promise<RunResult>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+  return { stderr: () => stderr, done };
+}
+
+/** Polls `condition` until it holds or the deadline passes; returns whether it held. */
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await condition()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return condition();
+}
+
+/** The `remote:` lines of git's output, without the prefix. */
+export function remoteLines(stderr: string): string[] {
+  return stderr
+    .split(/\r?\n|\r/)
+    .filter((line) => line.startsWith("remote: "))
+    .map((line) => line.slice("remote: ".length).trimEnd())
+    .filter((line) => line.trim() !== "");
+}
+
 export type Transport = "http" | "ssh";
 
 export interface World {
@@ -63,10 +116,13 @@ export interface World {
   adminKey: string;
   /** Environment for git and ssh clients: temp HOME, no prompts, an identity. */
   env: NodeJS.ProcessEnv;
-  url(transport: Transport, app: string, options?: { user?: string; token?: string; key?: string }): string;
+  url(transport: Transport, app: string, options?: { user?: string; token?: string }): string;
   /** Environment for a git command using `transport`, with `key` as the SSH identity. */
   gitEnv(transport: Transport, key?: string): NodeJS.ProcessEnv;
   git(args: string[], options?: { cwd?: string; transport?: Transport; key?: string }): Promise<RunResult>;
+  gitLive(args: string[], options?: { cwd?: string; transport?: Transport; key?: string }): LiveRun;
+  /** The commit a ref of the app's repository points at, read with `git ls-remote` over `transport`. */
+  remoteRef(transport: Transport, app: string, ref?: string): Promise<string | undefined>;
   /** A new working repository with the given files committed on `main`. */
   repo(files: Record<string, string>, branch?: string): Promise<string>;
   commit(dir: string, files: Record<string, string>, message?: string): Promise<string>;
@@ -139,6 +195,10 @@ export async function createWorld(options: GitOptions = {}): Promise<World> {
     if (done.code !== 0) throw new Error(done.stderr);
     return (await gitCommand(["rev-parse", "HEAD"], { cwd: dir })).stdout.trim();
   };
+  const urlFor = (transport: Transport, app: string, credentials: { user?: string; token?: string } = {}) =>
+    transport === "http"
+      ? `http://${credentials.user ?? "admin"}:${credentials.token ?? adminToken}@127.0.0.1:${http.port}/${app}.git`
+      : `ssh://berth@127.0.0.1:${ssh.port}/${app}.git`;
   return {
     root,
     dataDir,
@@ -152,12 +212,19 @@ export async function createWorld(options: GitOptions = {}): Promise<World> {
     adminToken,
     adminKey: admin.privateKey,
     env,
-    url: (transport, app, credentials = {}) =>
-      transport === "http"
-        ? `http://${credentials.user ?? "admin"}:${credentials.token ?? adminToken}@127.0.0.1:${http.port}/${app}.git`
-        : `ssh://berth@127.0.0.1:${ssh.port}/${app}.git`,
+    url: urlFor,
     gitEnv,
     git: gitCommand,
+    gitLive: (args, gitOptions = {}) =>
+      runLive("git", args, {
+        ...(gitOptions.cwd ? { cwd: gitOptions.cwd } : {}),
+        env: gitEnv(gitOptions.transport ?? "http", gitOptions.key),
+      }),
+    remoteRef: async (transport, app, ref = "refs/heads/main") => {
+      const listed = await gitCommand(["ls-remote", urlFor(transport, app), ref], { transport });
+      if (listed.code !== 0) throw new Error(listed.stderr);
+      return listed.stdout.split(/\s+/)[0] || undefined;
+    },
     commit,
     repo: async (files, branch = "main") => {
       serial += 1;
