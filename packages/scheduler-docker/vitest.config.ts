@@ -6,5 +6,7 @@ export default defineProject({
     include: ["src/**/*.test.ts"],
     testTimeout: 120_000,
     hookTimeout: 300_000,
+    // Files share one Docker engine with other packages' tests on a small machine: one at a time.
+    fileParallelism: false,
   },
 });

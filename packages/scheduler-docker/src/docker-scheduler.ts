@@ -513,6 +513,7 @@ export class DockerScheduler implements Scheduler {
         _body: {
           // The image keeps its own start-up settings; the idle shell of this container must not leak into it.
           Cmd: config.Cmd ?? [],
+          // An empty list, not a missing one: the engine fills missing fields from the container (the idle shell).
           Entrypoint: config.Entrypoint ?? [],
           Env: config.Env ?? [],
           WorkingDir: config.WorkingDir ?? "",

@@ -6,7 +6,9 @@ const run = promisify(execFile);
 /** Builds a small image from a Dockerfile given as text (no context), through the docker CLI. */
 export async function buildImage(tag: string, dockerfile: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const child = execFile("docker", ["build", "-q", "-t", tag, "-"], (error) => (error ? reject(error) : resolve()));
+    const child = execFile("docker", ["build", "-q", "-t", tag, "-"], (error) =>
+      error ? reject(error) : resolve(),
+    );
     child.stdin?.end(dockerfile);
   });
 }
