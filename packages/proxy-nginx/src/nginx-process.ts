@@ -141,9 +141,12 @@ export async function waitForExit(pids: number[], deadline: number): Promise<boo
 /** The `file:line` nginx names in an `nginx -t` failure, and its message. */
 export function parseNginxError(output: string): { message: string; file?: string; line?: number } {
   const emerg = output.split("\n").find((line) => /\[(emerg|alert|crit)\]/.test(line)) ?? output.trim();
-  const located = /^(?:nginx: )?\[\w+\] (.*) in (\/\S+):(\d+)$/.exec(emerg.trim());
-  if (located?.[1] && located[2] && located[3]) {
-    return { message: located[1], file: located[2], line: Number(located[3]) };
+  // `nginx: [emerg] …` or `2026/01/01 00:00:00 [emerg] 123#123: …`, optionally ending `in /file:line`.
+  const parsed = /\[(?:emerg|alert|crit)\] (?:[0-9]+#[0-9]+: )?(.*?)(?: in (\/\S+):([0-9]+))?$/.exec(
+    emerg.trim(),
+  );
+  if (parsed?.[1] && parsed[2] && parsed[3]) {
+    return { message: parsed[1], file: parsed[2], line: Number(parsed[3]) };
   }
-  return { message: emerg.replace(/^nginx: /, "").trim() || "nginx rejected the config" };
+  return { message: parsed?.[1] ?? (emerg.replace(/^nginx: /, "").trim() || "nginx rejected the config") };
 }

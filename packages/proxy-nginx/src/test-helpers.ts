@@ -47,7 +47,9 @@ export function send(
         response.on("data", (chunk: string) => {
           body += chunk;
         });
-        response.on("end", () => resolve({ status: response.statusCode ?? 0, body, headers: response.headers }));
+        response.on("end", () =>
+          resolve({ status: response.statusCode ?? 0, body, headers: response.headers }),
+        );
       },
     );
     outgoing.on("error", reject);
@@ -56,7 +58,11 @@ export function send(
 }
 
 /** HTTPS through nginx on 127.0.0.1 with SNI and Host set to `host`; the self-signed certificate is accepted. */
-export function sendTls(port: number, host: string, path = "/"): Promise<Answer & { certificateSubject: string }> {
+export function sendTls(
+  port: number,
+  host: string,
+  path = "/",
+): Promise<Answer & { certificateSubject: string }> {
   return new Promise((resolve, reject) => {
     const outgoing = httpsRequest(
       {
@@ -90,15 +96,19 @@ export function sendTls(port: number, host: string, path = "/"): Promise<Answer 
   });
 }
 
-/** Every file under a directory (following the `live` symlink) with its content, for before/after comparisons. */
+/**
+ * Every config and state file under the proxy's directory (following the `live` symlink) with its content, for
+ * before/after comparisons; logs, pid file, control socket and nginx's temp files are left out.
+ */
 export async function snapshot(directory: string): Promise<Record<string, string>> {
   const files: Record<string, string> = {};
   const walk = async (dir: string, relative: string) => {
     for (const entry of await readdir(dir)) {
+      if (relative === "" && ["logs", "run", "temp"].includes(entry)) continue;
       const path = join(dir, entry);
       const info = await stat(path);
       if (info.isDirectory()) await walk(path, `${relative}${entry}/`);
-      else files[`${relative}${entry}`] = await readFile(path, "utf8");
+      else if (info.isFile()) files[`${relative}${entry}`] = await readFile(path, "utf8");
     }
   };
   await walk(directory, "");
