@@ -25,3 +25,4 @@ export type { GitHttpHandler, HttpHandlerOptions } from "./http.js";
 export { type GitOptions, GitPlugin, git, type Listening, type ListenOptions } from "./plugin.js";
 export { deployBranchRef, type GitService, type GitSession, type RefUpdate } from "./receiver.js";
 export { Repositories } from "./repositories.js";
+export type { SshRefusal } from "./ssh-server.js";

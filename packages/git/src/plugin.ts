@@ -16,7 +16,7 @@ import { createHttpHandler, type GitHttpHandler, type HttpHandlerOptions } from 
 import { registerKeyCommands } from "./key-commands.js";
 import { PushReceiver } from "./receiver.js";
 import { Repositories } from "./repositories.js";
-import { createSshServer, loadHostKey } from "./ssh-server.js";
+import { createSshServer, loadHostKey, type SshRefusal } from "./ssh-server.js";
 
 export interface GitOptions {
   /** Where repositories, keys, tokens and the host key live; default the platform's data dir. */
@@ -31,6 +31,8 @@ export interface GitOptions {
   submoduleProtocols?: string[];
   /** The registry SSH commands are looked up in; default a new one (`plugin.commands`). */
   commands?: CommandRegistry;
+  /** Told of every SSH request refused (shell, pty, forwarding…), for audit logs. */
+  onSshRefused?: (refusal: SshRefusal) => void;
 }
 
 export interface ListenOptions {
@@ -189,6 +191,7 @@ export class GitPlugin implements BerthPlugin {
       keys: state.keys,
       commands: this.commands,
       hostKey,
+      ...(this.#options.onSshRefused ? { onRefused: this.#options.onSshRefused } : {}),
     });
     return this.#listen(server, options);
   }

@@ -16,6 +16,16 @@ export interface SshServerOptions {
   hostKey: string;
   /** Shown to clients before authentication; default none. */
   banner?: string;
+  /** Told of every refused request (shell, pty, forwarding…), for audit logs. */
+  onRefused?: (refusal: SshRefusal) => void;
+}
+
+/** A request the SSH server refused. */
+export interface SshRefusal {
+  /** `shell`, `pty`, `subsystem`, `env`, `x11`, `auth-agent`, `direct-tcpip`, `streamlocal`, or a global request name. */
+  request: string;
+  /** The authenticated user, when known. */
+  user: string | undefined;
 }
 
 /** Reads the host key, generating and persisting (mode 0600) an Ed25519 key the first time. */
@@ -72,24 +82,28 @@ function serveClient(client: Connection, options: SshServerOptions): void {
       })
       .catch(() => context.reject(["publickey"]));
   });
+  const refuse = (request: string, reject: (() => void) | undefined) => {
+    options.onRefused?.({ request, user: identity?.user });
+    reject?.();
+  };
   client.on("ready", () => {
     client.on("session", (accept) => {
       const session = accept();
-      session.on("pty", (_accept, reject) => reject?.());
-      session.on("x11", (_accept, reject) => reject?.());
-      session.on("env", (_accept, reject) => reject?.());
-      session.on("auth-agent", (_accept, reject) => reject?.());
-      session.on("subsystem", (_accept, reject) => reject());
-      session.on("shell", (_accept, reject) => reject());
+      session.on("pty", (_accept, reject) => refuse("pty", reject));
+      session.on("x11", (_accept, reject) => refuse("x11", reject));
+      session.on("env", (_accept, reject) => refuse("env", reject));
+      session.on("auth-agent", (_accept, reject) => refuse("auth-agent", reject));
+      session.on("subsystem", (_accept, reject) => refuse("subsystem", reject));
+      session.on("shell", (_accept, reject) => refuse("shell", reject));
       session.on("exec", (acceptExec, _reject, info) => {
         const channel = acceptExec();
         if (!identity) return finish(channel, 1, "Not authenticated.");
         void serveExec(channel, info.command, identity, options);
       });
     });
-    client.on("tcpip", (_accept, reject) => reject());
-    client.on("openssh.streamlocal", (_accept, reject) => reject());
-    client.on("request", (_accept, reject) => reject?.());
+    client.on("tcpip", (_accept, reject) => refuse("direct-tcpip", reject));
+    client.on("openssh.streamlocal", (_accept, reject) => refuse("streamlocal", reject));
+    client.on("request", (_accept, reject, name) => refuse(name, reject));
   });
 }
 

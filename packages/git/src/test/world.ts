@@ -1,10 +1,12 @@
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Platform } from "@berth/core";
 import { FakeBuilderPlugin, FakeProxyPlugin, FakeSchedulerPlugin } from "@berth/core/testing";
 import { type GitOptions, GitPlugin, type Listening } from "../plugin.js";
+import type { SshRefusal } from "../ssh-server.js";
 
 /** Test support: a Platform with the fake pipeline, the git plugin serving HTTP and SSH, and real git/ssh clients. */
 
@@ -112,6 +114,8 @@ export interface World {
   http: Listening;
   ssh: Listening;
   adminToken: string;
+  /** SSH requests the server refused, in order. */
+  refusals: SshRefusal[];
   /** Private key file of the admin SSH key. */
   adminKey: string;
   /** Environment for git and ssh clients: temp HOME, no prompts, an identity. */
@@ -144,7 +148,12 @@ export async function createWorld(options: GitOptions = {}): Promise<World> {
   const builderPlugin = new FakeBuilderPlugin();
   const schedulerPlugin = new FakeSchedulerPlugin();
   const proxyPlugin = new FakeProxyPlugin();
-  const plugin = new GitPlugin({ submoduleProtocols: ["https", "http", "ssh", "git", "file"], ...options });
+  const refusals: SshRefusal[] = [];
+  const plugin = new GitPlugin({
+    submoduleProtocols: ["https", "http", "ssh", "git", "file"],
+    onSshRefused: (refusal) => refusals.push(refusal),
+    ...options,
+  });
   platform.use(builderPlugin).use(schedulerPlugin).use(proxyPlugin).use(plugin);
   const http = await plugin.listenHttp();
   const ssh = await plugin.listenSsh();
@@ -210,6 +219,7 @@ export async function createWorld(options: GitOptions = {}): Promise<World> {
     http,
     ssh,
     adminToken,
+    refusals,
     adminKey: admin.privateKey,
     env,
     url: urlFor,
@@ -245,4 +255,42 @@ export async function createWorld(options: GitOptions = {}): Promise<World> {
       await rm(root, { recursive: true, force: true });
     },
   };
+}
+
+/** A raw HTTP request with the path sent exactly as given (fetch would normalise `..` and `%2e%2e`). */
+export function rawRequest(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: Buffer,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest({ host: "127.0.0.1", port, method, path, headers }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on("data", (chunk: Buffer) => chunks.push(chunk));
+      response.on("end", () =>
+        resolve({
+          status: response.statusCode ?? 0,
+          headers: response.headers,
+          body: Buffer.concat(chunks).toString("utf8"),
+        }),
+      );
+    });
+    request.on("error", reject);
+    request.end(body);
+  });
+}
+
+export function basicAuth(user: string, token: string): Record<string, string> {
+  return { authorization: `Basic ${Buffer.from(`${user}:${token}`).toString("base64")}` };
+}
+
+/** Every path under `root` (relative), skipping the given top-level directories. */
+export async function listTree(root: string, skip: string[] = []): Promise<string[]> {
+  const entries = await readdir(root, { recursive: true });
+  return entries
+    .map((entry) => String(entry))
+    .filter((entry) => !skip.some((prefix) => entry === prefix || entry.startsWith(`${prefix}/`)))
+    .sort();
 }
