@@ -197,7 +197,7 @@ describe("berth daemon + CLI (fake plugins)", () => {
 
     expect((await berth(["apps:create", "other"])).code).toBe(0);
     const created = JSON.parse((await berth(["tokens:create", "ci", "--app", "hello", "--json"])).stdout);
-    expect(created.token).toMatch(/^berth_[0-9a-f]{48}$/);
+    expect(created.token).toMatch(/^ci:berth_[A-Za-z0-9_-]{32}$/);
     const scoped = { BERTH_API_URL: `http://127.0.0.1:${daemon.apiPort}`, BERTH_TOKEN: created.token };
 
     expect((await berth(["config:show", "hello"], scoped)).code).toBe(0);

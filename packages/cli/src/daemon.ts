@@ -1,8 +1,8 @@
 import { rm } from "node:fs/promises";
 import type { Server } from "node:http";
 import { BerthError, type BerthPlugin, describeError, Output, Platform } from "@berth/core";
-import { bearerToken, createApiServer, listenOnPort, listenOnSocket } from "./api/server.js";
-import { ADMIN, ApiTokens } from "./api-tokens.js";
+import { createApiServer, listenOnPort, listenOnSocket } from "./api/server.js";
+import { ADMIN, ApiTokens, FileTokenBackend, type TokenBackend } from "./api-tokens.js";
 import { CLI_SETTINGS } from "./commands/definitions.js";
 import type { ResolvedConfig } from "./config.js";
 import { ImageBuilderPlugin } from "./image-builder.js";
@@ -13,6 +13,8 @@ export interface Composition {
   plugins: BerthPlugin[];
   /** Services the plugins provide (keys, certificates, stack images, sources). */
   services?: Partial<Omit<DaemonServices, "config" | "platform" | "tokens" | "images" | "startedAt">>;
+  /** Where API tokens live; default a file under the data dir. @berth/git's TokenStore shares them with pushes. */
+  tokens?: () => TokenBackend;
   /** Started after reconcile (git servers, cron); stopped with the daemon. */
   start?(daemon: BerthDaemon): Promise<void>;
   stop?(): Promise<void>;
@@ -51,12 +53,13 @@ export class BerthDaemon {
     this.#composition = composition;
     this.#log = log;
     const images = new ImageBuilderPlugin();
+    const fileTokens = new FileTokenBackend(config.dataDir);
     if (!config.disable.includes("image")) platform.use(images);
     for (const plugin of composition.plugins) platform.use(plugin);
     this.services = {
       config,
       platform,
-      tokens: new ApiTokens(config.dataDir, config.api.token),
+      tokens: new ApiTokens(composition.tokens ?? (() => fileTokens), config.api.token),
       images,
       startedAt: Date.now(),
       ...composition.services,
@@ -104,7 +107,7 @@ export class BerthDaemon {
     if (this.config.api.port !== undefined) {
       const tcpServer = createApiServer({
         services: this.services,
-        authenticate: (request) => this.services.tokens.authenticate(bearerToken(request)),
+        authenticate: (request) => this.services.tokens.authenticate(request.headers.authorization),
       });
       this.#tcpPort = await listenOnPort(tcpServer, this.config.api.host, this.config.api.port);
       this.#servers.push(tcpServer);

@@ -5,7 +5,14 @@ export {
   type CommandResponse,
 } from "./api/client.js";
 export { type ApiServerOptions, createApiServer } from "./api/server.js";
-export { ADMIN, ApiTokens, type Principal, type TokenRecord } from "./api-tokens.js";
+export {
+  ADMIN,
+  ApiTokens,
+  FileTokenBackend,
+  type Principal,
+  type TokenBackend,
+  type TokenInfo,
+} from "./api-tokens.js";
 export { type CliIo, runCli, VERSION } from "./cli.js";
 export { commands, findCommand } from "./commands/definitions.js";
 export { authorize, type ExecutionResult, executeCommand, exitCodeFor } from "./commands/execute.js";

@@ -21,7 +21,7 @@ export interface KeyService {
 export interface CertificateInfo {
   app: string;
   domains: string[];
-  expiresAt?: string;
+  validTo?: string;
   selfSigned?: boolean;
 }
 

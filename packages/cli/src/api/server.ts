@@ -166,13 +166,6 @@ async function readBody(request: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-/** Bearer token of a TCP request. */
-export function bearerToken(request: IncomingMessage): string | undefined {
-  const header = request.headers.authorization;
-  const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-  return match?.[1];
-}
-
 /**
  * Listens on a unix socket with mode 0660 (the socket's group may use Berth, like Docker's). A socket
  * file left by a crashed daemon is replaced; one that answers means another daemon runs, which is refused.

@@ -153,7 +153,7 @@ export const commands: CommandDefinition[] = [
     render: (result: { name: string; git: { http?: string; ssh?: string } }) =>
       [
         result.git.http ? `       git remote add berth ${result.git.http}/${result.name}.git` : "",
-        result.git.ssh ? `       git remote add berth ${result.git.ssh}:${result.name}` : "",
+        result.git.ssh ? `       git remote add berth ${result.git.ssh}/${result.name}.git` : "",
       ]
         .filter(Boolean)
         .join("\n"),
@@ -1047,7 +1047,8 @@ export const commands: CommandDefinition[] = [
   },
   {
     name: "tokens:create",
-    summary: "Create an API token (shown once); --app limits it to those apps.",
+    summary:
+      "Create a token (shown once, as NAME:SECRET) for the API and git over HTTP; --app limits it to those apps.",
     usage: "NAME",
     example: "berth tokens:create ci --app hello",
     scope: "admin",
@@ -1060,21 +1061,21 @@ export const commands: CommandDefinition[] = [
         input.args[0] as string,
         apps.length > 0 ? apps : null,
       );
-      return { name: record.name, apps: record.apps, token };
+      return { name: record.user, id: record.id, apps: record.admin ? null : record.apps, token };
     },
     render: (result: { token: string }) => result.token,
   },
   {
     name: "tokens:revoke",
-    summary: "Revoke an API token.",
+    summary: "Revoke the tokens of NAME (or one token by its id).",
     usage: "NAME",
     example: "berth tokens:revoke ci",
     scope: "admin",
     minArgs: 1,
     maxArgs: 1,
     async run(input, context) {
-      await context.services.tokens.revoke(input.args[0] as string);
-      return { name: input.args[0], revoked: true };
+      const revoked = await context.services.tokens.revoke(input.args[0] as string);
+      return { name: input.args[0], revoked };
     },
   },
   {
@@ -1087,16 +1088,19 @@ export const commands: CommandDefinition[] = [
     minArgs: 0,
     maxArgs: 0,
     async run(_input, context) {
-      return (await context.services.tokens.list()).map(({ name, apps, createdAt }) => ({
-        name,
-        apps,
-        createdAt,
-      }));
+      return context.services.tokens.list();
     },
-    render: (tokens: Array<{ name: string; apps: string[] | null; createdAt: string }>) =>
+    render: (
+      tokens: Array<{ id: string; user: string; admin: boolean; apps: string[]; createdAt: string }>,
+    ) =>
       formatTable([
-        ["NAME", "ACCESS", "CREATED"],
-        ...tokens.map((token) => [token.name, token.apps ? token.apps.join(",") : "admin", token.createdAt]),
+        ["NAME", "ID", "ACCESS", "CREATED"],
+        ...tokens.map((token) => [
+          token.user,
+          token.id,
+          token.admin ? "admin" : token.apps.join(","),
+          token.createdAt,
+        ]),
       ]),
   },
 
