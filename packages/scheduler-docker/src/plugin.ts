@@ -1,10 +1,10 @@
-import type { BerthPlugin, Platform } from "@berth/core";
+import { type BerthPlugin, describeError, type Platform } from "@berth/core";
 import { DockerScheduler, type DockerSchedulerOptions } from "./docker-scheduler.js";
 
 /**
  * Registers a `DockerScheduler` and taps the pipeline for apps that run on it: `deploy` starts the new generation,
- * `retire` stops the previous one, `pruneReleases` removes images that left the kept window, `appDestroyed`
- * removes every container, image and network of the app.
+ * `retire` stops the previous one, `pruneReleases` removes images that left the kept window, `deployFailed`
+ * removes the image of a release that failed, `appDestroyed` removes every container, image and network of the app.
  */
 export class DockerSchedulerPlugin implements BerthPlugin {
   readonly name = "scheduler-docker";
@@ -28,6 +28,18 @@ export class DockerSchedulerPlugin implements BerthPlugin {
     });
     platform.hooks.pruneReleases.tapPromise(this.name, async ({ app, keep, prune }) => {
       if (mine(app)) await scheduler.pruneArtifacts(app.name, keep, prune);
+    });
+    platform.hooks.deployFailed.tapPromise(this.name, async ({ app, release, output }) => {
+      if (!release || !mine(app)) return;
+      // A failed release can never be rolled back to: its image goes, unless a release that succeeded uses it.
+      const succeeded = (await platform.store.listReleases(app.name)).filter(
+        (candidate) => candidate.status === "succeeded",
+      );
+      try {
+        await scheduler.pruneArtifacts(app.name, succeeded, [release]);
+      } catch (error) {
+        output.warn(`Could not remove the image of failed ${release.id}: ${describeError(error)}`);
+      }
     });
     platform.hooks.appRenamed.tapPromise(this.name, async ({ from, app }) => {
       if (mine(app)) scheduler.renamed(from, app.name);
