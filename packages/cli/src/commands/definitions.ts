@@ -823,6 +823,10 @@ export const commands: CommandDefinition[] = [
       async run(input, context) {
         const name = appOf(input);
         const given = input.args.slice(1).map(validateBuildpack);
+        if (!context.principal.admin && given.some((url) => url.startsWith("/") || url.startsWith("file:"))) {
+          // A host directory is code the builder runs: only admins may point an app at one.
+          throw new BerthError("FORBIDDEN", "Only admins may use buildpacks from directories on the host.");
+        }
         const app = await context.platform.apps.get(name);
         const current = (app.plugins[HEROKUISH]?.buildpacks as string[] | undefined) ?? [];
         let next: string[];
