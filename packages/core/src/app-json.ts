@@ -1,5 +1,6 @@
 import { parseCronSchedule } from "./cron.js";
 import { BerthError } from "./errors.js";
+import { jsonErrorOffset } from "./json-position.js";
 import type { AppJson, CronEntry, EnvSpec, HealthCheck } from "./model.js";
 import { validateConfigKey, validatePort, validateProcessType } from "./validation.js";
 
@@ -12,8 +13,7 @@ export function parseAppJson(text: string, file = "app.json"): AppJson {
   try {
     raw = JSON.parse(text.replace(/^\uFEFF/, ""));
   } catch (error) {
-    const position = /position (\d+)/.exec((error as Error).message)?.[1];
-    const where = position === undefined ? "" : ` at ${lineAndColumn(text, Number(position))}`;
+    const where = ` at ${lineAndColumn(text, jsonErrorOffset(text.replace(/^\uFEFF/, "")))}`;
     throw new BerthError("APP_JSON_INVALID", `${file}: not valid JSON${where}: ${(error as Error).message}`, {
       details: { file },
       cause: error,

@@ -72,3 +72,17 @@ describe("parseAppJson", () => {
     expect(() => parseAppJson('{\n  "name": "x",\n  oops\n}')).toThrow(/line 3/);
   });
 });
+
+describe("app.json syntax errors", () => {
+  it.each([
+    ['{\n  "a": 1,\n}', "line 3, column 1"],
+    ['{\n  "scripts": {\n    "dokku": \n  }\n}', "line 4, column 3"],
+    ['{ "a": tru }', "line 1, column 8"],
+    ['{ "a": "x\ny" }', "line 1, column 10"],
+    ["[1, 2", "line 1, column 6"],
+  ])("locates the mistake in %j", (text, where) => {
+    expect(() => parseAppJson(text)).toThrow(
+      expect.objectContaining({ message: expect.stringContaining(where) }),
+    );
+  });
+});
