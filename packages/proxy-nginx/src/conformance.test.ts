@@ -1,4 +1,4 @@
-import { rm } from "node:fs/promises";
+import { chmod, rm } from "node:fs/promises";
 import { temporaryDirectory, testProxy } from "@berth/core/testing";
 import { afterAll, beforeAll } from "vitest";
 import { NginxProxyPlugin } from "./plugin.js";
@@ -12,6 +12,8 @@ beforeAll(async () => {
   httpPort = await freePort();
   // Outside the suite's data dir, so the master can be stopped after the suite removed that dir.
   directory = await temporaryDirectory("berth-nginx-conformance-");
+  // nginx workers (nobody) must reach the router's sockets under it.
+  await chmod(directory, 0o755);
 });
 
 afterAll(async () => {

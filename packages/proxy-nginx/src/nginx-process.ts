@@ -138,6 +138,19 @@ export async function waitForExit(pids: number[], deadline: number): Promise<boo
   }
 }
 
+/**
+ * Polls until none of the old workers accepts connections any more: each has exited, or has taken the title
+ * nginx gives a worker right as it closes its listening sockets. False when the deadline passed first.
+ */
+export async function waitForStopAccepting(pids: number[], deadline: number): Promise<boolean> {
+  for (let pause = 2; ; pause = Math.min(pause * 2, 50)) {
+    const titles = await Promise.all(pids.map(processTitle));
+    if (titles.every((title) => title === undefined || title.includes("shutting down"))) return true;
+    if (Date.now() >= deadline) return false;
+    await delay(pause);
+  }
+}
+
 /** The `file:line` nginx names in an `nginx -t` failure, and its message. */
 export function parseNginxError(output: string): { message: string; file?: string; line?: number } {
   const emerg = output.split("\n").find((line) => /\[(emerg|alert|crit)\]/.test(line)) ?? output.trim();

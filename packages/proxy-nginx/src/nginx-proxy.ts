@@ -1,6 +1,6 @@
-import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, readlink, rename, rm, symlink, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import {
   type AppSettings,
   BerthError,
@@ -31,6 +31,7 @@ import {
   runProgram,
   waitForExit,
   waitForGeneration,
+  waitForStopAccepting,
   workerPids,
 } from "./nginx-process.js";
 import {
@@ -110,6 +111,22 @@ interface Change {
   output?: Output;
 }
 
+/** One nginx master Berth drives: where its pid, control server and config are. */
+interface MasterSpec {
+  label: "edge" | "router";
+  pidFile: string;
+  control: ControlListen;
+  configPath: string;
+  errorLog: string;
+  /**
+   * After a reload, wait for old workers to finish in-flight requests (they may talk to instances about to be
+   * retired), not only until they stopped accepting connections.
+   */
+  drain: boolean;
+}
+
+type Tier = "edge" | "router";
+
 const SAFE_PATH = /^\/[A-Za-z0-9._/@+-]*$/;
 const WORKER_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 const LISTEN_ADDRESS = /^(\*|[0-9]{1,3}(\.[0-9]{1,3}){3}|\[[0-9a-fA-F:.]+\])$/;
@@ -147,6 +164,9 @@ export class NginxProxy implements Proxy {
   #directory: string | undefined;
   #certificates: CertificateStore | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  /** Fingerprints of what each tier's master runs now (unknown after a restart of this process). */
+  #live: { edge?: string; router?: string } = {};
+  #traversableChecked = false;
 
   constructor(options: NginxProxyOptions = {}) {
     this.#options = options;
@@ -243,6 +263,43 @@ export class NginxProxy implements Proxy {
 
   #controlSocket(): string {
     return join(this.directory, "run", "control.sock");
+  }
+
+  #routerControlSocket(): string {
+    return join(this.directory, "run", "router-control.sock");
+  }
+
+  /** The router's socket for an app's container port; hashed when the name would not fit a socket path. */
+  #appSocket(app: string, containerPort: number): string {
+    const plain = join(this.directory, "run", "apps", `${app}-${containerPort}.sock`);
+    if (Buffer.byteLength(plain) <= 100) return plain;
+    const digest = createHash("sha256").update(app).digest("hex").slice(0, 16);
+    return join(this.directory, "run", "apps", `${digest}-${containerPort}.sock`);
+  }
+
+  /** The router master, always Berth's own. */
+  #routerMaster(): MasterSpec {
+    return {
+      label: "router",
+      pidFile: join(this.directory, "run", "router.pid"),
+      control: { kind: "unix", path: this.#routerControlSocket() },
+      configPath: join(this.liveDirectory, "router.conf"),
+      errorLog: join(this.directory, "logs", "router-error.log"),
+      drain: true,
+    };
+  }
+
+  /** The edge master in own mode. */
+  #edgeMaster(): MasterSpec {
+    return {
+      label: "edge",
+      pidFile: this.pidFile,
+      control: this.#control(),
+      configPath: join(this.liveDirectory, "nginx.conf"),
+      errorLog: join(this.directory, "logs", "error.log"),
+      // Old edge workers only talk to router sockets, which outlive them: no need to wait for them.
+      drain: false,
+    };
   }
 
   #control(): ControlListen {
@@ -434,17 +491,20 @@ export class NginxProxy implements Proxy {
     });
   }
 
-  /** Stops Berth's own nginx master gracefully (own mode only). */
+  /** Stops Berth's nginx masters gracefully: the edge (own mode) and the router. */
   async stop(timeoutMs = 15_000): Promise<void> {
-    if (this.mode !== "own") return;
     await this.#exclusive(async () => {
-      const pid = await readMasterPid(this.pidFile);
-      if (pid === undefined) return;
-      process.kill(pid, "SIGQUIT");
-      if (!(await waitForExit([pid], Date.now() + timeoutMs))) {
-        process.kill(pid, "SIGTERM");
-        await waitForExit([pid], Date.now() + 5_000);
+      const pidFiles = [this.#routerMaster().pidFile, ...(this.mode === "own" ? [this.pidFile] : [])];
+      for (const pidFile of pidFiles) {
+        const pid = await readMasterPid(pidFile);
+        if (pid === undefined) continue;
+        process.kill(pid, "SIGQUIT");
+        if (!(await waitForExit([pid], Date.now() + timeoutMs))) {
+          process.kill(pid, "SIGTERM");
+          await waitForExit([pid], Date.now() + 5_000);
+        }
       }
+      this.#live = {};
     });
   }
 
@@ -606,6 +666,7 @@ export class NginxProxy implements Proxy {
             (endpoint) => endpoint.containerPort === undefined || endpoint.containerPort === containerPort,
           )
           .map((endpoint) => ({ host: endpoint.host, port: validatePort(endpoint.port) })),
+        socket: this.#appSocket(app.name, containerPort),
       });
     }
     return {
@@ -654,6 +715,7 @@ export class NginxProxy implements Proxy {
       generationDir,
       listenAddress: this.listenAddress,
       control: this.#control(),
+      routerControl: this.#routerControlSocket(),
       workerProcesses: this.#options.workerProcesses ?? "auto",
       workerUser: this.#options.workerUser,
       workerShutdownTimeoutSeconds: this.#options.workerShutdownTimeoutSeconds ?? 300,
@@ -706,41 +768,104 @@ export class NginxProxy implements Proxy {
   async #prepareDirectories(): Promise<void> {
     const root = this.directory;
     await mkdir(root, { recursive: true, mode: 0o755 });
-    for (const sub of ["generations", "run", "logs/apps", "temp", "certs"]) {
+    for (const sub of ["generations", "run/apps", "logs/apps", "temp", "certs"]) {
       await mkdir(join(root, sub), { recursive: true, mode: sub === "certs" ? 0o700 : 0o755 });
     }
+    await this.#checkTraversable(root);
   }
 
   /**
-   * Render → `nginx -t` → swap → reload → confirm. When any step before the swap fails, nothing live changed;
-   * when the reload is not confirmed, the previous generation is swapped back and reloaded.
+   * nginx workers run as an unprivileged user when the master is root: they must be able to reach the router's
+   * sockets and the temp dirs under the nginx directory. A private parent (a 0700 temp dir) would make every
+   * request fail with 502 later; say so now.
+   */
+  async #checkTraversable(directory: string): Promise<void> {
+    if (process.getuid?.() !== 0 || this.#options.workerUser === "root" || this.#traversableChecked) return;
+    let current = directory;
+    while (current !== "/") {
+      const info = await stat(current);
+      if ((info.mode & 0o001) === 0) {
+        throw new BerthError(
+          "INVALID_SETTING",
+          `nginx workers cannot reach ${directory}: ${current} is not searchable by other users. Run chmod o+x ${current}, or choose another nginx directory.`,
+          { details: { directory: current } },
+        );
+      }
+      current = dirname(current);
+    }
+    this.#traversableChecked = true;
+  }
+
+  /**
+   * Render → `nginx -t` (both tiers) → swap → reload the tiers whose files changed (router first, so new
+   * sockets exist before the edge uses them; edge first when apps go away) → confirm. When any step before the
+   * swap fails, nothing live changed; when a reload is not confirmed, the previous generation comes back.
    */
   async #applyChange(change: Change): Promise<void> {
     await this.#prepareDirectories();
     const generation = await this.#nextGeneration();
     const generationDir = join(this.directory, "generations", generation);
-    const model = await this.#model(change, generation, generationDir);
-    const files = renderGeneration(model);
+    const previousRoutes = await this.#readRoutes();
+    // Rendered once with a placeholder generation, so unchanged tiers are recognised and left alone.
+    const placeholder = "g0";
+    const template = renderGeneration(
+      await this.#model(change, placeholder, join(this.directory, "generations", placeholder)),
+    );
+    const fingerprint = (files: Map<string, string>) =>
+      createHash("sha256")
+        .update(JSON.stringify([...files.entries()].sort()))
+        .digest("hex");
+    const fingerprints = { edge: fingerprint(template.edge), router: fingerprint(template.router) };
+    const files = renderGeneration(await this.#model(change, generation, generationDir));
     await mkdir(join(generationDir, "apps"), { recursive: true });
+    await mkdir(join(generationDir, "router"), { recursive: true });
     try {
-      for (const [relative, text] of files)
+      for (const [relative, text] of [...files.edge, ...files.router]) {
         await writeFile(join(generationDir, relative), text, { mode: 0o644 });
+      }
       await this.#options.onStaged?.(generationDir);
-      await this.#test(generationDir);
+      await this.#test(generationDir, "router.conf");
+      await this.#test(generationDir, "nginx.conf");
     } catch (error) {
       await rm(generationDir, { recursive: true, force: true });
       throw error;
     }
+    const tiers: Tier[] = [];
+    if (
+      fingerprints.router !== this.#live.router ||
+      (await readMasterPid(this.#routerMaster().pidFile)) === undefined
+    ) {
+      tiers.push("router");
+    }
+    if (
+      fingerprints.edge !== this.#live.edge ||
+      (this.mode === "own" && (await readMasterPid(this.pidFile)) === undefined)
+    ) {
+      const removesApps = Object.keys(previousRoutes).some((name) => !(name in change.routes));
+      if (removesApps) tiers.unshift("edge");
+      else tiers.push("edge");
+    }
     const previous = await this.#liveGeneration();
+    const before = { ...this.#live };
     await this.#swap(generation);
+    const activated: Tier[] = [];
     try {
-      await this.#activate(generation, change.output);
+      for (const tier of tiers) {
+        activated.push(tier);
+        await this.#activate(tier, generation, change.output);
+        this.#live[tier] = fingerprints[tier];
+      }
     } catch (error) {
+      this.#live = before;
       if (previous) {
         await this.#swap(previous);
-        await this.#activate(previous, change.output).catch((rollbackError: unknown) => {
-          change.output?.warn(`nginx: could not return to ${previous}: ${describeError(rollbackError)}`);
-        });
+        for (const tier of activated) {
+          await this.#activate(tier, previous, change.output).catch((rollbackError: unknown) => {
+            change.output?.warn(
+              `nginx: could not return the ${tier} to ${previous}: ${describeError(rollbackError)}`,
+            );
+          });
+        }
       }
       await rm(generationDir, { recursive: true, force: true });
       throw error;
@@ -749,7 +874,7 @@ export class NginxProxy implements Proxy {
     await this.#prune(generation, previous);
   }
 
-  async #test(generationDir: string): Promise<void> {
+  async #test(generationDir: string, config: "nginx.conf" | "router.conf"): Promise<void> {
     const result = await runProgram([
       this.#nginx,
       "-t",
@@ -757,14 +882,14 @@ export class NginxProxy implements Proxy {
       "-p",
       `${this.directory}/`,
       "-c",
-      join(generationDir, "nginx.conf"),
+      join(generationDir, config),
     ]);
     if (result.exitCode === 0) return;
     const failure = parseNginxError(result.output);
     const file = failure.file?.startsWith(generationDir)
       ? failure.file.slice(generationDir.length + 1)
       : failure.file;
-    const app = file ? /^apps\/([a-z][a-z0-9-]*)\.conf$/.exec(file)?.[1] : undefined;
+    const app = file ? /^(?:apps|router)\/([a-z][a-z0-9-]*)\.conf$/.exec(file)?.[1] : undefined;
     const where = file ? ` (${file} line ${failure.line})` : "";
     throw proxyFailed(
       app
@@ -785,19 +910,20 @@ export class NginxProxy implements Proxy {
     await rename(next, this.liveDirectory);
   }
 
-  async #activate(generation: string, output: Output | undefined): Promise<void> {
-    if (this.mode === "include") {
+  async #activate(tier: Tier, generation: string, output: Output | undefined): Promise<void> {
+    if (tier === "edge" && this.mode === "include") {
       await this.#activateIncluded(generation);
-    } else {
-      const pid = await readMasterPid(this.pidFile);
-      if (pid === undefined) {
-        await this.#startMaster(generation, output);
-        return;
-      }
-      const oldWorkers = await workerPids(pid);
-      process.kill(pid, "SIGHUP");
-      await this.#confirm(generation, oldWorkers, output);
+      return;
     }
+    const master = tier === "edge" ? this.#edgeMaster() : this.#routerMaster();
+    const pid = await readMasterPid(master.pidFile);
+    if (pid === undefined) {
+      await this.#startMaster(master, generation, output);
+      return;
+    }
+    const oldWorkers = await workerPids(pid);
+    process.kill(pid, "SIGHUP");
+    await this.#confirm(master, generation, oldWorkers, output);
   }
 
   async #activateIncluded(generation: string): Promise<void> {
@@ -812,65 +938,76 @@ export class NginxProxy implements Proxy {
         output: test.output.trim(),
       });
     }
-    const masterPid = await readMasterPid(this.pidFile);
-    const oldWorkers = masterPid === undefined ? [] : await workerPids(masterPid);
     const reload = await runProgram(this.#options.reloadCommand ?? [this.#nginx, "-s", "reload"]);
     if (reload.exitCode !== 0) {
       throw proxyFailed(`Reloading the existing nginx failed: ${reload.output.trim()}`, {
         output: reload.output,
       });
     }
-    await this.#confirm(generation, oldWorkers, undefined);
+    const edge: MasterSpec = {
+      label: "edge",
+      pidFile: this.pidFile,
+      control: this.#control(),
+      configPath: includeFile,
+      errorLog: "",
+      drain: false,
+    };
+    await this.#confirm(edge, generation, [], undefined);
   }
 
-  async #startMaster(generation: string, output: Output | undefined): Promise<void> {
-    // A master that died without cleaning up leaves its pid file and control socket; both would confuse a start.
-    await rm(this.pidFile, { force: true });
-    await rm(this.#controlSocket(), { force: true });
-    output?.detail("nginx: starting the master process");
-    const result = await runProgram([
-      this.#nginx,
-      "-p",
-      `${this.directory}/`,
-      "-c",
-      join(this.liveDirectory, "nginx.conf"),
-    ]);
+  async #startMaster(master: MasterSpec, generation: string, output: Output | undefined): Promise<void> {
+    // A master that died without cleaning up leaves its pid file and unix sockets; both would break a start.
+    await rm(master.pidFile, { force: true });
+    if (master.control.kind === "unix") await rm(master.control.path, { force: true });
+    if (master.label === "router") {
+      const sockets = join(this.directory, "run", "apps");
+      for (const entry of await readdir(sockets).catch(() => [] as string[])) {
+        if (entry.endsWith(".sock")) await rm(join(sockets, entry), { force: true });
+      }
+    }
+    output?.detail(`nginx: starting the ${master.label} master process`);
+    const result = await runProgram([this.#nginx, "-p", `${this.directory}/`, "-c", master.configPath]);
     if (result.exitCode !== 0) {
-      throw proxyFailed(`nginx did not start: ${parseNginxError(result.output).message}`, {
+      throw proxyFailed(`nginx (${master.label}) did not start: ${parseNginxError(result.output).message}`, {
         output: result.output.trim(),
       });
     }
-    await this.#confirm(generation, [], output);
+    await this.#confirm(master, generation, [], output);
   }
 
   /** Waits until the control server answers the new generation, then until old workers finished their requests. */
-  async #confirm(generation: string, oldWorkers: number[], output: Output | undefined): Promise<void> {
-    const reloadDeadline = Date.now() + (this.#options.reloadTimeoutMs ?? 30_000);
-    if (!(await waitForGeneration(this.#control(), generation, reloadDeadline))) {
-      const log = await this.#errorLogTail();
+  async #confirm(
+    master: MasterSpec,
+    generation: string,
+    oldWorkers: number[],
+    output: Output | undefined,
+  ): Promise<void> {
+    const timeoutMs = this.#options.reloadTimeoutMs ?? 30_000;
+    if (!(await waitForGeneration(master.control, generation, Date.now() + timeoutMs))) {
+      const log = await errorLogTail(master.errorLog);
       throw proxyFailed(
-        `nginx did not switch to the new config within ${(this.#options.reloadTimeoutMs ?? 30_000) / 1000}s${log ? `: ${log}` : ""}. The previous config is restored.`,
+        `nginx (${master.label}) did not switch to the new config within ${timeoutMs / 1000}s${log ? `: ${log}` : ""}. The previous config is restored.`,
         { generation },
       );
     }
     if (oldWorkers.length === 0) return;
+    // The master starts new workers and only then tells the old ones to quit: until they did, a new connection
+    // may still land on the old config.
     const drainDeadline = Date.now() + (this.#options.drainTimeoutMs ?? 15_000);
-    if (!(await waitForExit(oldWorkers, drainDeadline))) {
-      const lingering = oldWorkers.filter(isAlive);
-      output?.warn(
-        `nginx: ${lingering.length} old worker(s) still finish long requests (WebSockets?); they stop within worker_shutdown_timeout.`,
+    if (!(await waitForStopAccepting(oldWorkers, drainDeadline))) {
+      throw proxyFailed(
+        `nginx (${master.label}) old workers did not stop accepting connections after the reload.`,
+        {
+          generation,
+        },
       );
     }
-  }
-
-  async #errorLogTail(): Promise<string> {
-    if (this.mode !== "own") return "";
-    const text = await readFile(join(this.directory, "logs", "error.log"), "utf8").catch(() => "");
-    const lines = text
-      .trim()
-      .split("\n")
-      .filter((line) => /\[(emerg|alert|crit)\]/.test(line));
-    return lines.slice(-2).join(" / ");
+    if (master.drain && !(await waitForExit(oldWorkers, drainDeadline))) {
+      const lingering = oldWorkers.filter(isAlive);
+      output?.warn(
+        `nginx: ${lingering.length} old ${master.label} worker(s) still finish long requests (WebSockets?); they stop within worker_shutdown_timeout.`,
+      );
+    }
   }
 
   async #prune(current: string, previous: string | undefined): Promise<void> {
@@ -884,4 +1021,14 @@ export class NginxProxy implements Proxy {
       if (/^live\.[0-9a-f]{8}$/.test(entry)) await rm(join(this.directory, entry), { force: true });
     }
   }
+}
+
+async function errorLogTail(path: string): Promise<string> {
+  if (!path) return "";
+  const text = await readFile(path, "utf8").catch(() => "");
+  const lines = text
+    .trim()
+    .split("\n")
+    .filter((line) => /\[(emerg|alert|crit)\]/.test(line));
+  return lines.slice(-2).join(" / ");
 }

@@ -10,6 +10,7 @@ const model: ConfigModel = {
   generationDir: "/var/lib/berth/nginx/generations/g7",
   listenAddress: "0.0.0.0",
   control: { kind: "unix", path: "/var/lib/berth/nginx/run/control.sock" },
+  routerControl: "/var/lib/berth/nginx/run/router-control.sock",
   workerProcesses: "auto",
   workerUser: undefined,
   workerShutdownTimeoutSeconds: 300,
@@ -19,7 +20,13 @@ const model: ConfigModel = {
       app: "shop",
       serverNames: ["shop.example.com", "*.shop.example.com"],
       servers: [{ scheme: "http", port: 80, containerPort: 5000 }],
-      upstreams: [{ containerPort: 5000, endpoints: [{ host: "127.0.0.1", port: 32768 }] }],
+      upstreams: [
+        {
+          containerPort: 5000,
+          endpoints: [{ host: "127.0.0.1", port: 32768 }],
+          socket: "/var/lib/berth/nginx/run/apps/shop-5000.sock",
+        },
+      ],
       settings: { ...DEFAULT_PROXY_SETTINGS },
     },
   ],
@@ -38,16 +45,30 @@ describe("rendering", () => {
     expect(() => renderGeneration(bad)).toThrow(/Refusing to write domain/);
   });
 
-  it("renders a vhost with upstream, forwarding headers and a default 404 server", () => {
-    const files = renderGeneration(model);
-    expect([...files.keys()]).toEqual(["nginx.conf", "http.conf", "apps/shop.conf"]);
-    const vhost = files.get("apps/shop.conf") ?? "";
-    expect(vhost).toContain("upstream berth-shop-5000 {");
-    expect(vhost).toContain("server 127.0.0.1:32768 max_fails=0;");
+  it("renders the edge vhost, the router's upstream and a default 404 server", () => {
+    const { edge, router } = renderGeneration(model);
+    expect([...edge.keys()]).toEqual(["nginx.conf", "http.conf", "apps/shop.conf"]);
+    expect([...router.keys()]).toEqual(["router.conf", "router/shop.conf"]);
+    const vhost = edge.get("apps/shop.conf") ?? "";
+    expect(vhost).toContain("server unix:/var/lib/berth/nginx/run/apps/shop-5000.sock max_fails=0;");
     expect(vhost).toContain("server_name shop.example.com *.shop.example.com;");
     expect(vhost).toContain("proxy_set_header X-Forwarded-Proto $scheme;");
-    expect(files.get("http.conf")).toContain("listen 0.0.0.0:80 default_server;");
-    expect(files.get("http.conf")).toContain("include /var/lib/berth/nginx/generations/g7/apps/shop.conf;");
+    const routed = router.get("router/shop.conf") ?? "";
+    expect(routed).toContain("upstream berth-shop-5000 {");
+    expect(routed).toContain("server 127.0.0.1:32768 max_fails=0;");
+    expect(routed).toContain("listen unix:/var/lib/berth/nginx/run/apps/shop-5000.sock;");
+    expect(edge.get("http.conf")).toContain("listen 0.0.0.0:80 default_server;");
+    expect(edge.get("http.conf")).toContain("include /var/lib/berth/nginx/generations/g7/apps/shop.conf;");
+  });
+
+  it("answers 503 from the router when an app has no instance", () => {
+    const idle = {
+      ...model,
+      hosts: [{ ...model.hosts[0]!, upstreams: [{ ...model.hosts[0]!.upstreams[0]!, endpoints: [] }] }],
+    };
+    const routed = renderGeneration(idle).router.get("router/shop.conf") ?? "";
+    expect(routed).not.toContain("upstream");
+    expect(routed).toContain("return 503");
   });
 });
 

@@ -5,6 +5,16 @@ import type { ProxySettings } from "./settings.js";
  * nginx config generated from typed data. Every value that came from outside this file passes `word()`, which
  * only lets through characters that cannot end a directive, open a block, start a comment or expand a
  * variable; directive names, variables and quoted strings are constants written here.
+ *
+ * Two tiers, two nginx masters:
+ *   edge    listens on the HTTP/HTTPS ports: domains, TLS, redirects, forwarding headers, the 404 default
+ *           server, per-app access logs. Proxies each app to a unix socket of the router, over kept-alive
+ *           connections. Reloaded only when domains, ports, certificates or settings change.
+ *   router  one unix socket per app and container port, proxying to the app's current instances (or
+ *           answering 503). Reloaded on every deploy.
+ * A reload makes old workers close their idle keep-alive connections; a client that sent a request on such a
+ * connection at that instant sees a reset. Deploys reload only the router, whose only client is the edge, and
+ * nginx re-sends a request that failed on a cached upstream connection, so clients never see a deploy.
  */
 
 export interface Listener {
@@ -22,6 +32,8 @@ export interface ServerModel extends Listener {
 export interface UpstreamModel {
   containerPort: number;
   endpoints: Endpoint[];
+  /** The router's unix socket for this app and container port. */
+  socket: string;
 }
 
 export interface VirtualHostModel {
@@ -36,14 +48,17 @@ export interface VirtualHostModel {
 export type ControlListen = { kind: "unix"; path: string } | { kind: "tcp"; port: number };
 
 export interface ConfigModel {
-  /** Unique per rendered generation; the control server answers it so a reload can be confirmed. */
+  /** Unique per rendered generation; the control servers answer it so a reload can be confirmed. */
   generation: string;
   /** nginx `-p` prefix (absolute). */
   prefix: string;
   /** Absolute directory of this generation's files. */
   generationDir: string;
   listenAddress: string;
+  /** Where the edge's control server listens. */
   control: ControlListen;
+  /** The router's control socket. */
+  routerControl: string;
   workerProcesses: number | "auto";
   workerUser: string | undefined;
   workerShutdownTimeoutSeconds: number;
@@ -188,24 +203,41 @@ export function renderHttpConfig(model: ConfigModel): string {
   return text.toString();
 }
 
-/** One app's upstreams and server blocks. */
+/** Forwarding headers and timeouts every proxied location gets. */
+function proxyDirectives(text: ConfigText, settings: ProxySettings, forwarded: boolean): void {
+  text.directive("proxy_http_version", "1.1");
+  text.directive("proxy_set_header", "Host", "$http_host");
+  text.directive("proxy_set_header", "Upgrade", "$http_upgrade");
+  text.directive("proxy_set_header", "Connection", "$berth_connection");
+  if (forwarded) {
+    text.directive("proxy_set_header", "X-Forwarded-For", "$proxy_add_x_forwarded_for");
+    text.directive("proxy_set_header", "X-Forwarded-Proto", "$scheme");
+    text.directive("proxy_set_header", "X-Forwarded-Port", "$server_port");
+    text.directive("proxy_set_header", "X-Real-IP", "$remote_addr");
+    text.directive("proxy_set_header", "X-Request-Start", `"t=\${msec}"`);
+  }
+  text.directive("proxy_connect_timeout", word(settings.proxyConnectTimeout, "time"));
+  text.directive("proxy_read_timeout", word(settings.proxyReadTimeout, "time"));
+  text.directive("proxy_send_timeout", word(settings.proxySendTimeout, "time"));
+}
+
+/** One app's edge servers: one per port mapping, proxying to the router's socket. */
 export function renderVirtualHost(model: ConfigModel, host: VirtualHostModel): string {
   const text = new ConfigText();
   const app = word(host.app, "app name");
   const settings = host.settings;
   const prefix = model.prefix;
-  text.comment(`App ${app}`);
+  text.comment(`App ${app}: edge`);
+  const proxied = new Set(
+    host.servers
+      .filter((server) => server.redirectToHttpsPort === undefined)
+      .map((server) => server.containerPort),
+  );
   for (const upstream of host.upstreams) {
-    if (upstream.endpoints.length === 0) continue;
+    if (!proxied.has(upstream.containerPort)) continue;
     text.block("upstream", [upstreamName(app, upstream.containerPort)], () => {
-      for (const endpoint of upstream.endpoints) {
-        text.directive(
-          "server",
-          `${word(endpoint.host, "upstream host")}:${word(endpoint.port, "upstream port")}`,
-          "max_fails=0",
-        );
-      }
-      if (settings.upstreamKeepalive > 0) text.directive("keepalive", word(settings.upstreamKeepalive));
+      text.directive("server", `unix:${pathWord(upstream.socket)}`, "max_fails=0");
+      text.directive("keepalive", 32);
     });
   }
   const serverNames = host.serverNames.map((name) => word(name, "domain"));
@@ -241,8 +273,86 @@ export function renderVirtualHost(model: ConfigModel, host: VirtualHostModel): s
         });
         return;
       }
-      const upstream = host.upstreams.find((candidate) => candidate.containerPort === server.containerPort);
-      if (!upstream || upstream.endpoints.length === 0) {
+      text.block("location", ["/"], () => {
+        text.directive("proxy_pass", `http://${upstreamName(app, server.containerPort)}`);
+        proxyDirectives(text, settings, true);
+        // The router's only failure mode towards the edge is closing an idle kept-alive connection during its
+        // reload, before it read the request: sending it again is safe for every method.
+        text.directive("proxy_next_upstream", "error", "non_idempotent");
+      });
+    });
+  }
+  return text.toString();
+}
+
+/** The router: one master, one unix socket per app and container port. */
+export function renderRouterConfig(model: ConfigModel): string {
+  const text = new ConfigText();
+  const prefix = model.prefix;
+  text.comment("Generated by @berth/proxy-nginx (router tier); edits are overwritten on the next change.");
+  if (model.workerUser) text.directive("user", word(model.workerUser, "worker user"));
+  text.directive("worker_processes", word(model.workerProcesses, "worker count"));
+  text.directive("pid", pathWord(`${prefix}/run/router.pid`));
+  text.directive("error_log", pathWord(`${prefix}/logs/router-error.log`), "warn");
+  text.directive("worker_shutdown_timeout", `${word(model.workerShutdownTimeoutSeconds)}s`);
+  text.block("events", [], () => {
+    text.directive("worker_connections", 4096);
+  });
+  text.block("http", [], () => {
+    text.comment(`Berth generation ${word(model.generation)}`);
+    text.directive("server_tokens", "off");
+    text.directive("access_log", "off");
+    // The edge enforces the app's body size limit; the router passes whatever the edge accepted.
+    text.directive("client_max_body_size", 0);
+    text.directive("client_body_temp_path", pathWord(`${prefix}/temp/router-client-body`));
+    text.directive("proxy_temp_path", pathWord(`${prefix}/temp/router-proxy`));
+    text.directive("fastcgi_temp_path", pathWord(`${prefix}/temp/router-fastcgi`));
+    text.directive("uwsgi_temp_path", pathWord(`${prefix}/temp/router-uwsgi`));
+    text.directive("scgi_temp_path", pathWord(`${prefix}/temp/router-scgi`));
+    text.block("map", ["$http_upgrade", "$berth_connection"], () => {
+      text.directive("default", "upgrade");
+      text.directive("''", "''");
+    });
+    text.block("server", [], () => {
+      text.directive("listen", `unix:${pathWord(model.routerControl)}`);
+      text.block("location", ["/"], () => {
+        text.directive("default_type", "text/plain");
+        text.directive("return", 200, `"${word(model.generation)}"`);
+      });
+    });
+    for (const host of model.hosts) {
+      text.directive("include", pathWord(`${model.generationDir}/router/${word(host.app, "app name")}.conf`));
+    }
+  });
+  return text.toString();
+}
+
+/** One app's router servers: its current instances, or a 503 page when none runs. */
+export function renderRouterApp(model: ConfigModel, host: VirtualHostModel): string {
+  const text = new ConfigText();
+  const app = word(host.app, "app name");
+  const settings = host.settings;
+  text.comment(`App ${app}: router`);
+  for (const upstream of host.upstreams) {
+    const name = upstreamName(app, upstream.containerPort);
+    if (upstream.endpoints.length > 0) {
+      text.block("upstream", [name], () => {
+        for (const endpoint of upstream.endpoints) {
+          text.directive(
+            "server",
+            `${word(endpoint.host, "upstream host")}:${word(endpoint.port, "upstream port")}`,
+            "max_fails=0",
+          );
+        }
+        if (settings.upstreamKeepalive > 0) text.directive("keepalive", word(settings.upstreamKeepalive));
+      });
+    }
+    text.block("server", [], () => {
+      text.directive("listen", `unix:${pathWord(upstream.socket)}`);
+      text.directive("error_log", pathWord(`${model.prefix}/logs/apps/${app}-error.log`), "warn");
+      text.directive("keepalive_timeout", "300s");
+      text.directive("keepalive_requests", 100000);
+      if (upstream.endpoints.length === 0) {
         text.block("location", ["/"], () => {
           text.directive("default_type", "text/html");
           text.directive(
@@ -254,33 +364,29 @@ export function renderVirtualHost(model: ConfigModel, host: VirtualHostModel): s
         return;
       }
       text.block("location", ["/"], () => {
-        text.directive("proxy_pass", `http://${upstreamName(app, server.containerPort)}`);
-        text.directive("proxy_http_version", "1.1");
-        text.directive("proxy_set_header", "Host", "$http_host");
-        text.directive("proxy_set_header", "Upgrade", "$http_upgrade");
-        text.directive("proxy_set_header", "Connection", "$berth_connection");
-        text.directive("proxy_set_header", "X-Forwarded-For", "$proxy_add_x_forwarded_for");
-        text.directive("proxy_set_header", "X-Forwarded-Proto", "$scheme");
-        text.directive("proxy_set_header", "X-Forwarded-Port", "$server_port");
-        text.directive("proxy_set_header", "X-Real-IP", "$remote_addr");
-        text.directive("proxy_set_header", "X-Request-Start", `"t=\${msec}"`);
-        text.directive("proxy_connect_timeout", word(settings.proxyConnectTimeout, "time"));
-        text.directive("proxy_read_timeout", word(settings.proxyReadTimeout, "time"));
-        text.directive("proxy_send_timeout", word(settings.proxySendTimeout, "time"));
+        text.directive("proxy_pass", `http://${name}`);
+        proxyDirectives(text, settings, false);
         text.directive("proxy_next_upstream", "error", "timeout");
-        text.directive("proxy_buffering", "on");
       });
     });
   }
   return text.toString();
 }
 
-/** Every file of a generation, by path relative to its directory. */
-export function renderGeneration(model: ConfigModel): Map<string, string> {
-  const files = new Map<string, string>();
-  files.set("nginx.conf", renderMainConfig(model));
-  files.set("http.conf", renderHttpConfig(model));
-  for (const host of model.hosts)
-    files.set(`apps/${word(host.app, "app name")}.conf`, renderVirtualHost(model, host));
-  return files;
+/** Every file of a generation, by path relative to its directory, per tier. */
+export function renderGeneration(model: ConfigModel): {
+  edge: Map<string, string>;
+  router: Map<string, string>;
+} {
+  const edge = new Map<string, string>();
+  edge.set("nginx.conf", renderMainConfig(model));
+  edge.set("http.conf", renderHttpConfig(model));
+  const router = new Map<string, string>();
+  router.set("router.conf", renderRouterConfig(model));
+  for (const host of model.hosts) {
+    const app = word(host.app, "app name");
+    edge.set(`apps/${app}.conf`, renderVirtualHost(model, host));
+    router.set(`router/${app}.conf`, renderRouterApp(model, host));
+  }
+  return { edge, router };
 }

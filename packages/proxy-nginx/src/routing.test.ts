@@ -1,4 +1,4 @@
-import { readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { connect } from "node:net";
 import { join } from "node:path";
@@ -43,6 +43,8 @@ describe("proxy-nginx against a real nginx", () => {
 
   beforeAll(async () => {
     dataDir = await temporaryDirectory("berth-nginx-routing-");
+    // nginx workers (nobody) must reach the router's sockets under it.
+    await chmod(dataDir, 0o755);
     httpPort = await freePort();
     httpsPort = await freePort();
     plugin = new NginxProxyPlugin({
