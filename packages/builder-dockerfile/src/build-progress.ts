@@ -14,6 +14,7 @@ const STEP_LINE = /^Step \d+\/\d+ : /;
 const RUNNING_IN = /^ ---> Running in ([0-9a-f]{12,64})$/;
 const IMAGE_LINE = /^ ---> ([0-9a-f]{12,64})$/;
 const BUILT_LINE = /^Successfully built ([0-9a-f]{12,64})$/;
+const REMOVING_CONTAINER = /^Removing intermediate container ([0-9a-f]{12,64})$/;
 
 /**
  * Follows one classic build as its JSON messages arrive: writes every engine line to the output as it
@@ -33,6 +34,8 @@ export class BuildProgress {
   error: string | undefined;
   /** True once any step was answered from the layer cache. */
   usedCache = false;
+  /** The intermediate container of the running step, until the engine says it removed it. */
+  runningContainer: string | undefined;
   /** Images committed by this build's steps (not cache hits), oldest first. */
   readonly createdImages: string[] = [];
 
@@ -94,8 +97,15 @@ export class BuildProgress {
       this.usedCache = true;
       return;
     }
-    if (RUNNING_IN.test(line)) {
+    const running = RUNNING_IN.exec(line)?.[1];
+    if (running) {
       this.#stepRan = true;
+      this.runningContainer = running;
+      return;
+    }
+    const removed = REMOVING_CONTAINER.exec(line)?.[1];
+    if (removed) {
+      if (removed === this.runningContainer) this.runningContainer = undefined;
       return;
     }
     const image = IMAGE_LINE.exec(line)?.[1];

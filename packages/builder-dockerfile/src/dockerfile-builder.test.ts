@@ -6,6 +6,7 @@ import {
   collectOutput,
   isBerthError,
   type JsonValue,
+  Output,
   Platform,
   type Release,
 } from "@berth/core";
@@ -283,6 +284,49 @@ describe("DockerfileBuilder on the Docker engine", () => {
     const images = await docker.listImages({ all: true, filters: { label: [`berth.test.build=${marker}`] } });
     expect(images).toEqual([]);
     expect(await imageExists(`berth/${app}:v1`)).toBe(false);
+  });
+
+  it("stops a build when its signal aborts, leaving no container or image behind", async () => {
+    const app = appName("abort");
+    const marker = `bdf-${run}-abort-${Date.now()}`;
+    const dir = await writeSource({
+      Dockerfile: `FROM berth/busybox:latest\nLABEL berth.test.build=${marker}\nRUN echo sleep-started && sleep 60\n`,
+    });
+    const controller = new AbortController();
+    let seen = "";
+    const output = new Output((text) => {
+      seen += text;
+      // Abort once the long step really runs inside its container.
+      if (/^ {7}sleep-started$/m.test(seen)) controller.abort();
+    });
+    const started = Date.now();
+    const error = await plugin.builder
+      .build({
+        platform,
+        app: settingsFor(app),
+        output,
+        signal: controller.signal,
+        source: { kind: "dir", dir },
+        version: 1,
+        builder: "dockerfile",
+        config: {},
+      })
+      .catch((caught: unknown) => caught);
+    expect(isBerthError(error, "BUILD_FAILED")).toBe(true);
+    expect((error as Error).message).toContain("cancelled");
+    expect(Date.now() - started).toBeLessThan(30_000);
+    // The engine removes the step's container as it notices the closed connection: poll, with a deadline.
+    const deadline = Date.now() + 30_000;
+    let leftovers: unknown[] = [];
+    do {
+      leftovers = [
+        ...(await docker.listContainers({ all: true, filters: { label: [`berth.test.build=${marker}`] } })),
+        ...(await docker.listImages({ all: true, filters: { label: [`berth.test.build=${marker}`] } })),
+      ];
+      if (leftovers.length === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    } while (Date.now() < deadline);
+    expect(leftovers).toEqual([]);
   });
 
   it("fails a Dockerfile whose base image is missing with BUILD_FAILED, without pulling", async () => {

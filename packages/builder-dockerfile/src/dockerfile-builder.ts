@@ -125,7 +125,7 @@ export class DockerfileBuilder implements Builder {
       for await (const chunk of response) progress.write(chunk as Buffer);
     } catch (error) {
       progress.end();
-      await this.#removeCreatedImages(progress.createdImages, output);
+      await this.#cleanUpFailedBuild(progress, output);
       if (signal.aborted) {
         throw new BerthError("BUILD_FAILED", `The build of ${app.name} was cancelled.`, {
           cause: error,
@@ -141,8 +141,14 @@ export class DockerfileBuilder implements Builder {
     }
     progress.end();
 
+    if (signal.aborted) {
+      await this.#cleanUpFailedBuild(progress, output);
+      throw new BerthError("BUILD_FAILED", `The build of ${app.name} was cancelled.`, {
+        details: { app: app.name },
+      });
+    }
     if (progress.error !== undefined) {
-      await this.#removeCreatedImages(progress.createdImages, output);
+      await this.#cleanUpFailedBuild(progress, output);
       const step = progress.currentStep ?? "the start of the build";
       throw new BerthError(
         "BUILD_FAILED",
@@ -247,18 +253,31 @@ export class DockerfileBuilder implements Builder {
     }
   }
 
-  /** After a failed build: the images its finished steps committed, newest first so each is a leaf. */
-  async #removeCreatedImages(images: string[], output: Output): Promise<void> {
-    for (const id of [...images].reverse()) {
+  /**
+   * After a failed or cancelled build: its step container (a cancelled build may still be running one; the
+   * engine's own `forcerm` comes too late for the images below), then the images its finished steps
+   * committed, newest first so each is a leaf.
+   */
+  async #cleanUpFailedBuild(progress: BuildProgress, output: Output): Promise<void> {
+    // The build's own failure is what the user must see; a leftover is only worth a warning.
+    const warn = (what: string, error: unknown) => {
+      if (!hasStatus(error, 404, 409))
+        output.warn(`Could not remove ${what} of the failed build: ${engineMessage(error)}`);
+    };
+    if (progress.runningContainer !== undefined) {
+      await this.docker
+        .getContainer(progress.runningContainer)
+        .remove({ force: true })
+        .catch((error: unknown) => warn(`container ${progress.runningContainer}`, error));
+    }
+    for (const id of [...progress.createdImages].reverse()) {
       try {
         const found = await this.docker.getImage(id).inspect();
-        // Another build may have tagged or built on it since; then it is not ours to remove.
+        // Another build may have tagged it since; then it is not ours to remove.
         if ((found.RepoTags ?? []).length > 0) continue;
         await this.docker.getImage(id).remove({ noprune: true });
       } catch (error) {
-        // The build's own failure is what the user must see; a leftover layer is only worth a warning.
-        if (!hasStatus(error, 404, 409))
-          output.warn(`Could not remove image ${id} of the failed build: ${engineMessage(error)}`);
+        warn(`image ${id}`, error);
       }
     }
   }
