@@ -1,7 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { BerthError, validateAppName, writeFileAtomic } from "@berth/core";
-import { utils } from "ssh2";
+// ssh2 is CommonJS: Node's ESM loader only offers its default export.
+import ssh2 from "ssh2";
 
 /** Who is pushing or running a command, and what they may touch. */
 export interface Identity {
@@ -196,7 +197,7 @@ export function parsePublicKey(text: unknown): ParsedPublicKey {
   const trimmed = text.trim();
   if (trimmed.includes("\n") || trimmed.includes("PRIVATE KEY"))
     throw invalid("give the .pub file, one line");
-  const parsed = utils.parseKey(trimmed);
+  const parsed = ssh2.utils.parseKey(trimmed);
   if (parsed instanceof Error) throw invalid(parsed.message);
   const key = Array.isArray(parsed) ? parsed[0] : parsed;
   if (!key || key.isPrivateKey()) throw invalid("that is a private key");

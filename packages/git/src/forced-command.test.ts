@@ -44,6 +44,36 @@ function forcedCommand(line: string): string {
   return match[1].replace(/\\(.)/g, "$1");
 }
 
+describe("the package in plain Node", () => {
+  it("loads as ESM outside the test runner (ssh2 is CommonJS) and serves SSH", async () => {
+    const bundle = join(import.meta.dirname, "..", "node_modules", ".cache", "berth-git-test", "index.js");
+    const built = await run(join(import.meta.dirname, "..", "..", "..", "node_modules", ".bin", "esbuild"), [
+      join(import.meta.dirname, "index.ts"),
+      "--bundle",
+      "--platform=node",
+      "--format=esm",
+      "--packages=external",
+      `--outfile=${bundle}`,
+    ]);
+    expect(built.code, built.stderr).toBe(0);
+    const script = `
+      const { Platform } = await import("@berth/core");
+      const { git } = await import(${JSON.stringify(bundle)});
+      const platform = new Platform({ dataDir: ${JSON.stringify(join(world.root, "plain-node"))} });
+      const plugin = git();
+      platform.use(plugin);
+      const ssh = await plugin.listenSsh();
+      const key = (await plugin.keys.add("k", ${JSON.stringify((await world.newKey("plain")).publicKey)})).fingerprint;
+      console.log(ssh.port > 0, key.startsWith("SHA256:"));
+      await plugin.close();`;
+    const result = await run(process.execPath, ["--input-type=module", "-e", script], {
+      cwd: join(import.meta.dirname, ".."),
+    });
+    expect(result.stderr).toBe("");
+    expect(result.stdout.trim()).toBe("true true");
+  });
+});
+
 describe("authorized_keys lines", () => {
   it("force the Berth shell and turn off forwarding, agent, X11 and PTY", async () => {
     const key = await world.newKey("ivan");

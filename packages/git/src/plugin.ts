@@ -249,9 +249,10 @@ export class GitPlugin implements BerthPlugin {
     });
   }
 
-  /** Stops every server this plugin started and the hook socket. */
+  /** Stops every server this plugin started and the hook socket, after extracted sources are removed. */
   async close(): Promise<void> {
     await Promise.all([...this.#servers].map((server) => server.close()));
+    await this.#state?.receiver.drain();
     if (this.#state && this.#starting) {
       await this.#starting.catch(() => undefined);
       await this.#state.socket.close();

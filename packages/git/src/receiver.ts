@@ -61,6 +61,7 @@ export class PushReceiver {
   readonly #options: ReceiverOptions;
   readonly #sessions = new Map<string, SessionState>();
   readonly #pushTails = new Map<string, Promise<void>>();
+  readonly #cleanups = new Set<Promise<void>>();
 
   constructor(platform: Platform, repositories: Repositories, options: ReceiverOptions) {
     this.#platform = platform;
@@ -199,7 +200,12 @@ export class PushReceiver {
           { output },
         );
       } finally {
-        await source.remove();
+        // Removing a large tree takes a while and the pusher need not wait for it; `drain()` does.
+        const removal: Promise<void> = source
+          .remove()
+          .catch(() => undefined)
+          .finally(() => this.#cleanups.delete(removal));
+        this.#cleanups.add(removal);
       }
       // Clones check out what deploys.
       await this.#repositories.setHead(app, shortRef(deployRef));
@@ -208,6 +214,11 @@ export class PushReceiver {
       output.warn(`Push rejected: ${describeError(error)}`);
       return 1;
     }
+  }
+
+  /** Resolves when every extracted source has been removed. */
+  async drain(): Promise<void> {
+    while (this.#cleanups.size > 0) await Promise.allSettled([...this.#cleanups]);
   }
 
   /** Waits for earlier pushes to `app`; returns the function that lets the next one go. */

@@ -1,7 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { Writable } from "node:stream";
 import { describeError, writeFileAtomic } from "@berth/core";
-import { type Connection, Server, type ServerChannel, utils } from "ssh2";
+// ssh2 is CommonJS: Node's ESM loader only offers its default export.
+import ssh2, { type Connection, type Server, type ServerChannel } from "ssh2";
 import { type Identity, type KeyStore, keyIdentity } from "./access.js";
 import type { CommandRegistry } from "./commands.js";
 import { parseExecCommand } from "./exec-command.js";
@@ -35,7 +36,7 @@ export async function loadHostKey(path: string): Promise<string> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
-  const pair = utils.generateKeyPairSync("ed25519");
+  const pair = ssh2.utils.generateKeyPairSync("ed25519");
   await writeFileAtomic(path, pair.private, { mode: 0o600 });
   await writeFileAtomic(`${path}.pub`, `${pair.public}\n`, { mode: 0o644 });
   return pair.private;
@@ -47,7 +48,7 @@ export async function loadHostKey(path: string): Promise<string> {
  * subsystems, environment, agent, X11 and every kind of forwarding are refused.
  */
 export function createSshServer(options: SshServerOptions): Server {
-  return new Server(
+  return new ssh2.Server(
     { hostKeys: [options.hostKey], ...(options.banner ? { banner: options.banner } : {}) },
     (client) => serveClient(client, options),
   );
@@ -68,7 +69,7 @@ function serveClient(client: Connection, options: SshServerOptions): void {
       .then((record) => {
         if (!record) return context.reject(["publickey"]);
         if (!context.signature || !context.blob) return context.accept();
-        const parsed = utils.parseKey(record.publicKey);
+        const parsed = ssh2.utils.parseKey(record.publicKey);
         const key = Array.isArray(parsed) ? parsed[0] : parsed;
         if (
           !key ||
