@@ -49,6 +49,7 @@ export class CronJobs {
   readonly #last = new Map<string, { startedAt: string; exitCode: number }>();
   #clock: CronClock = systemClock;
   #cancel: (() => void) | undefined;
+  #tickInFlight: Promise<void> = Promise.resolve();
 
   constructor(platform: Platform) {
     this.#platform = platform;
@@ -131,7 +132,7 @@ export class CronJobs {
       next.setSeconds(0, 0);
       next.setMinutes(next.getMinutes() + 1);
       this.#cancel = clock.setTimer(() => {
-        void this.tick(next).finally(schedule);
+        this.#tickInFlight = this.tick(next).finally(schedule);
       }, next.getTime() - now.getTime());
     };
     schedule();
@@ -140,6 +141,11 @@ export class CronJobs {
   stop(): void {
     this.#cancel?.();
     this.#cancel = undefined;
+  }
+
+  /** Resolves when the timer's current tick has started every entry it was due to start. */
+  async ticked(): Promise<void> {
+    await this.#tickInFlight;
   }
 
   /** Resolves when every run started so far has ended. */
