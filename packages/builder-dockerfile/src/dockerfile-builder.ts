@@ -16,7 +16,7 @@ import Docker from "dockerode";
 import { createContextArchive } from "./build-context.js";
 import { BuildProgress } from "./build-progress.js";
 import { dockerfileExposeWords, exposedPorts, renderDefaultCommand } from "./image-facts.js";
-import { DEFAULT_DOCKERFILE_PATH, readSettings } from "./settings.js";
+import { DEFAULT_DOCKERFILE_PATH, readDockerfileSettings } from "./settings.js";
 
 export interface DockerfileBuilderOptions {
   /** The engine client to use; by default one is made for `socketPath` or the environment (`DOCKER_HOST`). */
@@ -66,14 +66,14 @@ export class DockerfileBuilder implements Builder {
 
   /** True when the source has a Dockerfile where the app's settings say (default `Dockerfile`). */
   async detect(source: Source, app?: Pick<AppSettings, "plugins">): Promise<boolean> {
-    const { dockerfilePath } = readSettings(app);
+    const { dockerfilePath } = readDockerfileSettings(app);
     const found = await stat(join(source.dir, dockerfilePath)).catch(() => undefined);
     return found?.isFile() ?? false;
   }
 
   async build(context: BuildContext): Promise<Artifact> {
     const { app, source, output, version, signal } = context;
-    const settings = readSettings(app);
+    const settings = readDockerfileSettings(app);
     const tag = `${imageRepository(app.name)}:v${version}`;
     const started = Date.now();
     output.step(`Building ${app.name} from Dockerfile`);

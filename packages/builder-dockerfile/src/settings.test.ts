@@ -1,16 +1,16 @@
 import { isBerthError } from "@berth/core";
 import { describe, expect, it } from "vitest";
-import { readSettings, validateDockerfilePath } from "./settings.js";
+import { readDockerfileSettings, validateDockerfilePath } from "./settings.js";
 
 describe("builder-dockerfile settings", () => {
   it("defaults to Dockerfile and no build args", () => {
-    expect(readSettings(undefined)).toEqual({ dockerfilePath: "Dockerfile", buildArgs: [] });
-    expect(readSettings({ plugins: {} })).toEqual({ dockerfilePath: "Dockerfile", buildArgs: [] });
+    expect(readDockerfileSettings(undefined)).toEqual({ dockerfilePath: "Dockerfile", buildArgs: [] });
+    expect(readDockerfileSettings({ plugins: {} })).toEqual({ dockerfilePath: "Dockerfile", buildArgs: [] });
   });
 
   it("accepts a nested path inside the source and config var names", () => {
     expect(
-      readSettings({
+      readDockerfileSettings({
         plugins: {
           "builder-dockerfile": {
             dockerfilePath: "services/web/Dockerfile.prod",
@@ -45,11 +45,11 @@ describe("builder-dockerfile settings", () => {
   });
 
   it("refuses build args that are not a list of config var names", () => {
-    expect(() => readSettings({ plugins: { "builder-dockerfile": { buildArgs: "NODE_ENV" } } })).toThrow(
-      /list of config var names/,
-    );
-    expect(() => readSettings({ plugins: { "builder-dockerfile": { buildArgs: ["1BAD"] } } })).toThrow(
-      /Invalid config key/,
-    );
+    expect(() =>
+      readDockerfileSettings({ plugins: { "builder-dockerfile": { buildArgs: "NODE_ENV" } } }),
+    ).toThrow(/list of config var names/);
+    expect(() =>
+      readDockerfileSettings({ plugins: { "builder-dockerfile": { buildArgs: ["1BAD"] } } }),
+    ).toThrow(/Invalid config key/);
   });
 });

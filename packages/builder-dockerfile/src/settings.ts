@@ -54,7 +54,7 @@ function validateBuildArgs(value: unknown): string[] {
 }
 
 /** Reads and validates the app's settings for this builder, falling back to the defaults. */
-export function readSettings(app: Pick<AppSettings, "plugins"> | undefined): DockerfileSettings {
+export function readDockerfileSettings(app: Pick<AppSettings, "plugins"> | undefined): DockerfileSettings {
   const stored: Record<string, JsonValue> = app?.plugins[SETTINGS_KEY] ?? {};
   return {
     dockerfilePath:
