@@ -3,7 +3,7 @@
 // containers. Prints requests, failures and p50/p99 latency, against a baseline phase of the same run with no
 // deploy. Needs: a built monorepo (npm run build), Docker with berth/busybox:latest, nginx. Traffic: 127.0.0.1.
 //
-//   node bench/zero-downtime.mjs [--deploys 10] [--connections 20] [--baseline-seconds 5]
+//   node bench/zero-downtime.mjs [--deploys 10] [--connections 20] [--baseline-seconds 5] [--keep]
 import { execFile } from "node:child_process";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { Agent, request } from "node:http";
@@ -20,6 +20,7 @@ const { values } = parseArgs({
     deploys: { type: "string", default: "10" },
     connections: { type: "string", default: "20" },
     "baseline-seconds": { type: "string", default: "5" },
+    keep: { type: "boolean", default: false },
   },
 });
 const deploys = Number(values.deploys);
@@ -195,6 +196,6 @@ try {
   if (await platform.apps.exists(app)) await platform.apps.destroy(app);
   await proxy.proxy.stop();
   await docker(["image", "rm", "-f", image]).catch(() => undefined);
-  if (!process.env.BERTH_BENCH_KEEP) await rm(dataDir, { recursive: true, force: true });
+  if (!values.keep) await rm(dataDir, { recursive: true, force: true });
   else console.log(`  kept ${dataDir}`);
 }

@@ -5,10 +5,8 @@ import { Agent, request } from "node:http";
  * sockets, each sending GET requests back to back, until `stop()` is called and at least `minimumRequests` were
  * answered, or the deadline passes.
  *
- * Like browsers and HTTP/1.1 clients generally (RFC 9112 §9.3.1; Node documents `request.reusedSocket` for
- * exactly this), a GET that fails on a *reused* keep-alive socket before any byte of a response arrived is sent
- * again once: the server closed that idle connection and never saw the request. Such retries are counted
- * separately and reported; every other failure counts as an error.
+ * No request is ever retried: every failure counts, including a reset on a reused keep-alive connection (what an
+ * nginx reload does to idle client connections; Berth's deploys never reload the client-facing nginx).
  */
 export interface LoadOptions {
   port: number;
@@ -16,8 +14,6 @@ export interface LoadOptions {
   connections: number;
   minimumRequests: number;
   deadlineMs: number;
-  /** Send a GET again once when a reused keep-alive socket was closed before any response byte; default true. */
-  retryStaleConnections?: boolean;
   /** Judges a body; false counts the response as wrong. */
   accept: (status: number, body: string, startedAt: number) => boolean;
 }
@@ -26,7 +22,8 @@ export interface LoadResult {
   requests: number;
   errors: number;
   wrong: number;
-  staleConnectionRetries: number;
+  /** Failures on a reused keep-alive connection before any response byte (the reload race). */
+  resetsOnReusedConnections: number;
   latenciesMs: number[];
   samples: string[];
   durationMs: number;
@@ -78,7 +75,7 @@ export function startLoad(options: LoadOptions): LoadRun {
     requests: 0,
     errors: 0,
     wrong: 0,
-    staleConnectionRetries: 0,
+    resetsOnReusedConnections: 0,
     latenciesMs: [],
     samples: [],
     durationMs: 0,
@@ -99,21 +96,8 @@ export function startLoad(options: LoadOptions): LoadRun {
         answer = await getOnce(agent, options);
       } catch (error) {
         const failure = error as AttemptFailure;
-        if (
-          options.retryStaleConnections !== false &&
-          failure.reusedSocket &&
-          !failure.responded &&
-          failure.code === "ECONNRESET"
-        ) {
-          result.staleConnectionRetries += 1;
-          try {
-            answer = await getOnce(agent, options);
-          } catch (retryError) {
-            sample(`retry failed: ${(retryError as Error).message}`);
-          }
-        } else {
-          sample(`${failure.code ?? ""} ${failure.message}`);
-        }
+        if (failure.reusedSocket && !failure.responded) result.resetsOnReusedConnections += 1;
+        sample(`${failure.code ?? ""} ${failure.message}`);
       }
       result.requests += 1;
       result.latenciesMs.push(performance.now() - begin);

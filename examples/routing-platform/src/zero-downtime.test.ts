@@ -112,7 +112,6 @@ describe("zero-downtime redeploys through nginx with real containers", () => {
       connections: 20,
       minimumRequests: 5_000,
       deadlineMs: 240_000,
-      retryStaleConnections: process.env.BERTH_NO_RETRY !== "1",
       accept: (status, body, startedAt) =>
         status === 200 && windows.some((window) => window.to >= startedAt && window.bodies.includes(body)),
     });
@@ -134,7 +133,7 @@ describe("zero-downtime redeploys through nginx with real containers", () => {
       requests: result.requests,
       errors: result.errors,
       wrong: result.wrong,
-      staleConnectionRetries: result.staleConnectionRetries,
+      resetsOnReusedConnections: result.resetsOnReusedConnections,
       p50: percentile(result.latenciesMs, 0.5).toFixed(2),
       p99: percentile(result.latenciesMs, 0.99).toFixed(2),
       samples: result.samples,

@@ -716,6 +716,7 @@ export class NginxProxy implements Proxy {
       listenAddress: this.listenAddress,
       control: this.#control(),
       routerControl: this.#routerControlSocket(),
+      defaultServer: this.mode === "own",
       workerProcesses: this.#options.workerProcesses ?? "auto",
       workerUser: this.#options.workerUser,
       workerShutdownTimeoutSeconds: this.#options.workerShutdownTimeoutSeconds ?? 300,
@@ -938,6 +939,8 @@ export class NginxProxy implements Proxy {
         output: test.output.trim(),
       });
     }
+    const masterPid = await readMasterPid(this.pidFile);
+    const oldWorkers = masterPid === undefined ? [] : await workerPids(masterPid);
     const reload = await runProgram(this.#options.reloadCommand ?? [this.#nginx, "-s", "reload"]);
     if (reload.exitCode !== 0) {
       throw proxyFailed(`Reloading the existing nginx failed: ${reload.output.trim()}`, {
@@ -952,7 +955,7 @@ export class NginxProxy implements Proxy {
       errorLog: "",
       drain: false,
     };
-    await this.#confirm(edge, generation, [], undefined);
+    await this.#confirm(edge, generation, oldWorkers, undefined);
   }
 
   async #startMaster(master: MasterSpec, generation: string, output: Output | undefined): Promise<void> {

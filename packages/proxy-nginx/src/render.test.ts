@@ -11,6 +11,7 @@ const model: ConfigModel = {
   listenAddress: "0.0.0.0",
   control: { kind: "unix", path: "/var/lib/berth/nginx/run/control.sock" },
   routerControl: "/var/lib/berth/nginx/run/router-control.sock",
+  defaultServer: true,
   workerProcesses: "auto",
   workerUser: undefined,
   workerShutdownTimeoutSeconds: 300,

@@ -62,6 +62,8 @@ export interface ConfigModel {
   workerProcesses: number | "auto";
   workerUser: string | undefined;
   workerShutdownTimeoutSeconds: number;
+  /** Render the default server (own mode); an existing nginx (include mode) has its own. */
+  defaultServer: boolean;
   /** Ports the default server (404 for unknown hosts) listens on. */
   defaultListeners: Listener[];
   hosts: VirtualHostModel[];
@@ -138,6 +140,19 @@ export function renderMainConfig(model: ConfigModel): string {
     text.directive("worker_connections", 4096);
   });
   text.block("http", [], () => {
+    // http-wide settings live here, not in http.conf: in include mode http.conf goes into someone else's
+    // `http { }`, where repeating them would clash.
+    const prefix = model.prefix;
+    text.directive("server_tokens", "off");
+    text.directive("default_type", "application/octet-stream");
+    text.directive("client_body_temp_path", pathWord(`${prefix}/temp/client-body`));
+    text.directive("proxy_temp_path", pathWord(`${prefix}/temp/proxy`));
+    text.directive("fastcgi_temp_path", pathWord(`${prefix}/temp/fastcgi`));
+    text.directive("uwsgi_temp_path", pathWord(`${prefix}/temp/uwsgi`));
+    text.directive("scgi_temp_path", pathWord(`${prefix}/temp/scgi`));
+    text.directive("server_names_hash_bucket_size", 128);
+    text.directive("map_hash_bucket_size", 128);
+    text.directive("access_log", pathWord(`${prefix}/logs/access.log`));
     text.directive("include", pathWord(`${model.generationDir}/http.conf`));
   });
   return text.toString();
@@ -148,21 +163,11 @@ export function renderHttpConfig(model: ConfigModel): string {
   const text = new ConfigText();
   const prefix = model.prefix;
   text.comment(`Berth generation ${word(model.generation)}`);
-  text.directive("server_tokens", "off");
-  text.directive("default_type", "application/octet-stream");
-  text.directive("client_body_temp_path", pathWord(`${prefix}/temp/client-body`));
-  text.directive("proxy_temp_path", pathWord(`${prefix}/temp/proxy`));
-  text.directive("fastcgi_temp_path", pathWord(`${prefix}/temp/fastcgi`));
-  text.directive("uwsgi_temp_path", pathWord(`${prefix}/temp/uwsgi`));
-  text.directive("scgi_temp_path", pathWord(`${prefix}/temp/scgi`));
-  text.directive("server_names_hash_bucket_size", 128);
-  text.directive("map_hash_bucket_size", 128);
   text.directive(
     "log_format",
     "berth",
     `'$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time $upstream_response_time'`,
   );
-  text.directive("access_log", pathWord(`${prefix}/logs/access.log`), "berth");
   text.comment("WebSocket: pass Upgrade through; otherwise an empty Connection keeps upstream keep-alive.");
   text.block("map", ["$http_upgrade", "$berth_connection"], () => {
     text.directive("default", "upgrade");
@@ -179,8 +184,19 @@ export function renderHttpConfig(model: ConfigModel): string {
       text.directive("return", 200, `"${word(model.generation)}"`);
     });
   });
-  text.blank();
-  text.comment("Default server: hosts no app claims get 404.");
+  if (model.defaultServer) {
+    text.blank();
+    text.comment("Default server: hosts no app claims get 404.");
+    renderDefaultServer(text, model);
+  }
+  for (const host of model.hosts) {
+    text.directive("include", pathWord(`${model.generationDir}/apps/${word(host.app, "app name")}.conf`));
+  }
+  return text.toString();
+}
+
+function renderDefaultServer(text: ConfigText, model: ConfigModel): void {
+  const prefix = model.prefix;
   text.block("server", [], () => {
     for (const listener of model.defaultListeners) {
       const address = listenArgument(model.listenAddress, listener.port);
@@ -197,10 +213,6 @@ export function renderHttpConfig(model: ConfigModel): string {
       text.directive("return", 404, `"No app is configured for this host.\\n"`);
     });
   });
-  for (const host of model.hosts) {
-    text.directive("include", pathWord(`${model.generationDir}/apps/${word(host.app, "app name")}.conf`));
-  }
-  return text.toString();
 }
 
 /** Forwarding headers and timeouts every proxied location gets. */

@@ -94,7 +94,14 @@ describe("proxy-nginx against a real nginx", () => {
     expect(status.upstreams).toHaveLength(1);
   });
 
-  it("switches nginx to the new instances before retire runs", async () => {
+  it("switches nginx to the new instances before retire runs, reloading only the router tier", async () => {
+    const workers = async (pidFile: string) => {
+      const master = (await readFile(pidFile, "utf8")).trim();
+      return (await readFile(`/proc/${master}/task/${master}/children`, "utf8")).trim();
+    };
+    const routerPidFile = join(plugin.proxy.directory, "run", "router.pid");
+    const edgeBefore = await workers(plugin.proxy.pidFile);
+    const routerBefore = await workers(routerPidFile);
     const seen: Answer[] = [];
     // Stage -1: this observer runs before the scheduler's retire stops the old instances.
     platform.hooks.retire.tapPromise({ name: "test-observer", stage: -1 }, async (context) => {
@@ -103,6 +110,9 @@ describe("proxy-nginx against a real nginx", () => {
     await deploy("shop", "shop-v2");
     expect(seen).toEqual([expect.objectContaining({ status: 200, body: "shop-v2" })]);
     expect(await get("shop.test")).toMatchObject({ status: 200, body: "shop-v2" });
+    // Client connections live on the edge: a deploy must not reload it (a reload resets idle keep-alives).
+    expect(await workers(plugin.proxy.pidFile)).toBe(edgeBefore);
+    expect(await workers(routerPidFile)).not.toBe(routerBefore);
   });
 
   it("follows domains added and removed, and an app rename", async () => {
