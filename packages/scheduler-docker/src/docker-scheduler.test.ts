@@ -291,6 +291,20 @@ describe("DockerScheduler on a real engine", () => {
     await expect(docker.getContainer(leftover).inspect()).rejects.toMatchObject({ statusCode: 404 });
   });
 
+  it("keeps a stopped app stopped through reconcile, and starts it again", async () => {
+    await platform.ps.stop(app);
+    const [webInstance] = await platform.ps.status(app);
+    expect(webInstance?.running).toBe(false);
+    // As if the engine restarted and an `always` restart policy brought the instance back.
+    await run("docker", ["start", webInstance?.id ?? ""]);
+    await platform.reconcile();
+    expect((await platform.ps.status(app)).map((instance) => instance.running)).toEqual([false, false]);
+    await platform.ps.start(app);
+    const [started] = await platform.ps.status(app);
+    expect(started?.id).toBe(webInstance?.id);
+    expect(await get(started?.endpoint)).toEqual({ status: 200, body: "hello" });
+  });
+
   it("runs the image's own command for its default process type", async () => {
     const name = `sd-default-${tag}`;
     artifact = {

@@ -158,6 +158,8 @@ export class DockerScheduler implements Scheduler {
   #platform: Platform | undefined;
   /** App renamed from → to, so the old name's instances are still retired after the rename's rollout. */
   readonly #renamedFrom = new Map<string, string>();
+  /** Networks this scheduler created or found, so deploys do not ask the engine each time. */
+  readonly #networks = new Set<string>();
 
   constructor(options: DockerSchedulerOptions = {}) {
     this.name = options.name ?? "docker";
@@ -385,7 +387,7 @@ export class DockerScheduler implements Scheduler {
     const settings = this.#settingsOrDefaults((await this.#readApp(app))?.plugins[SETTINGS_KEY]);
     await this.#requireImage(release);
     const limits = limitsFor(settings, "run");
-    const container = await this.docker.createContainer({
+    const container = await this.#createContainer(network, {
       name: `${app}.run.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`,
       Image: release.artifact.image,
       Cmd: oneOffCommand(release.artifact, command),
@@ -465,7 +467,7 @@ export class DockerScheduler implements Scheduler {
     const network = await this.#ensureNetwork(app);
     // The container idles on a shell reading an open stdin; the command runs through `exec` with the release's
     // config, so the config never becomes part of the container's (and thus the committed image's) settings.
-    const container = await this.docker.createContainer({
+    const container = await this.#createContainer(network, {
       name: `${app}.predeploy.${release.id}.${Date.now().toString(36)}`,
       Image: release.artifact.image,
       Entrypoint: ["/bin/sh"],
@@ -590,7 +592,23 @@ export class DockerScheduler implements Scheduler {
       return release === undefined || container.labels[LABELS.release] !== release.id;
     });
     await Promise.all(leftovers.map((container) => this.#remove(container.id)));
-    if (!deployment || !release) return;
+    if (!deployment) {
+      // A stopped app stays stopped, even when its restart policy brought instances back with the engine.
+      const settings = await this.#appSettings(app);
+      const running = containers.filter(
+        (container) =>
+          container.running &&
+          container.labels[LABELS.processType] !== undefined &&
+          !leftovers.includes(container),
+      );
+      await Promise.all(
+        running.map((container) =>
+          tolerate(this.docker.getContainer(container.id).stop({ t: settings.stopGracePeriodSeconds })),
+        ),
+      );
+      return;
+    }
+    if (!release) return;
     const mine = containers.filter((container) => container.labels[LABELS.deployment] === deployment.id);
     const settings = await this.#appSettings(app);
     const network = await this.#ensureNetwork(app);
@@ -603,7 +621,9 @@ export class DockerScheduler implements Scheduler {
             container.labels[LABELS.index] === String(index),
         );
         if (existing) {
-          if (!existing.running) work.push(tolerate(this.docker.getContainer(existing.id).start()));
+          // 409: the engine is restarting it right now, which is what reconcile wants anyway.
+          if (!existing.running)
+            work.push(tolerate(this.docker.getContainer(existing.id).start(), [304, 404, 409]));
           continue;
         }
         work.push(
@@ -660,7 +680,7 @@ export class DockerScheduler implements Scheduler {
     const portKey = port === undefined ? undefined : `${port}/tcp`;
     const command = processCommand(release.artifact, spec.processType, spec.command);
     signal.throwIfAborted();
-    const container = await this.docker.createContainer({
+    const container = await this.#createContainer(network, {
       name: containerName(spec.app, spec.processType, spec.index, spec.deploymentId),
       Image: release.artifact.image,
       ...(command ? { Cmd: command } : {}),
@@ -689,6 +709,18 @@ export class DockerScheduler implements Scheduler {
     await container.start();
     const info = await container.inspect();
     return instanceOf(info);
+  }
+
+  /** Creates a container on the app's network, re-creating the network once if someone removed it. */
+  async #createContainer(network: string, options: Docker.ContainerCreateOptions): Promise<Docker.Container> {
+    try {
+      return await this.docker.createContainer(options);
+    } catch (error) {
+      if (statusCode(error) !== 404 || !/network/i.test(engineMessage(error))) throw error;
+      this.#networks.delete(network);
+      await this.#ensureNetwork(options.Labels?.[LABELS.app] ?? network.replace(/^berth-/, ""));
+      return this.docker.createContainer(options);
+    }
   }
 
   async #stopAndRemove(id: string, graceSeconds: number): Promise<void> {
@@ -749,14 +781,20 @@ export class DockerScheduler implements Scheduler {
     return image;
   }
 
+  /** Creates the app's network ahead of its first deploy (the plugin calls this when an app is created). */
+  async prepareApp(app: string): Promise<void> {
+    validateAppName(app);
+    await this.#ensureNetwork(app);
+  }
+
   async #ensureNetwork(app: string): Promise<string> {
     const name = networkName(app);
-    const existing = await this.docker.listNetworks({ filters: { name: [name] } });
-    if (existing.some((network) => network.Name === name)) return name;
+    // Known networks skip the engine round trip; one removed behind our back is re-created on the next failure.
+    if (this.#networks.has(name)) return name;
     try {
       await this.docker.createNetwork({ Name: name, CheckDuplicate: true, Labels: { [LABELS.app]: app } });
     } catch (error) {
-      // Another deploy of a different generation may have created it a moment ago.
+      // 409: it exists already (an earlier run of Berth, or another generation a moment ago).
       if (statusCode(error) !== 409) {
         throw new BerthError(
           "SCHEDULER_FAILED",
@@ -767,11 +805,13 @@ export class DockerScheduler implements Scheduler {
         );
       }
     }
+    this.#networks.add(name);
     return name;
   }
 
   async #removeNetwork(app: string): Promise<void> {
     const name = networkName(app);
+    this.#networks.delete(name);
     const networks = await this.docker.listNetworks({ filters: { name: [name] } });
     for (const network of networks.filter((candidate) => candidate.Name === name)) {
       await tolerate(this.docker.getNetwork(network.Id).remove(), [404, 409]);
@@ -810,6 +850,8 @@ export class DockerScheduler implements Scheduler {
     stream.on("data", (chunk: Buffer) => decoder.push(chunk));
     const finished = streamFinished(stream, 2 ** 31 - 1);
     const exited = container.wait({ condition: "next-exit" }) as Promise<{ StatusCode: number }>;
+    // Awaited below; when `start` throws first, its rejection (the container is removed) must not go unhandled.
+    exited.catch(() => undefined);
     await container.start();
     if (options.stdin) {
       options.stdin.on("data", (chunk) => stream.write(chunk));

@@ -20,6 +20,9 @@ export class DockerSchedulerPlugin implements BerthPlugin {
       (app.scheduler ?? platform.defaults.scheduler) === scheduler.name;
     platform.registerScheduler(scheduler);
     scheduler.connect(platform);
+    platform.hooks.appCreated.tapPromise(this.name, async ({ app }) => {
+      if (mine(app)) await scheduler.prepareApp(app.name);
+    });
     platform.hooks.deploy.tapPromise(this.name, async (context) =>
       context.scheduler === scheduler.name ? scheduler.deploy(context) : undefined,
     );
