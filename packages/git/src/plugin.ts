@@ -178,6 +178,8 @@ export class GitPlugin implements BerthPlugin {
   async listenHttp(options: ListenOptions & HttpHandlerOptions = {}): Promise<Listening> {
     await this.start();
     const server = createServer(this.httpHandler(options));
+    // A large push over a slow link may take longer than Node's default of 5 minutes to upload.
+    server.requestTimeout = 0;
     return this.#listen(server, options, () => server.closeAllConnections());
   }
 
