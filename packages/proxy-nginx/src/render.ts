@@ -161,7 +161,6 @@ export function renderMainConfig(model: ConfigModel): string {
 /** The http-level config: shared proxy settings, the control server, the default server, every app. */
 export function renderHttpConfig(model: ConfigModel): string {
   const text = new ConfigText();
-  const prefix = model.prefix;
   text.comment(`Berth generation ${word(model.generation)}`);
   text.directive(
     "log_format",
