@@ -13,6 +13,7 @@ import {
   get,
   imagesOf,
   poll,
+  sampleSource,
   webEndpoints,
 } from "./test-support/helpers.js";
 
@@ -244,6 +245,45 @@ describe("a Dockerfile app on the Docker scheduler", () => {
         await platform.apps.setPluginSettings(app, "scheduler-docker", { limits: null });
       }
     });
+  });
+
+  it("runs the Procfile release command once per deploy and commits app.json predeploy into the image", async () => {
+    const appJson = {
+      scripts: { dokku: { predeploy: 'echo "predeployed with $GREETING" > /srv/predeploy.txt' } },
+    };
+    const procfile = 'web: sh /srv/start.sh\nrelease: echo "release phase of $DYNO with $GREETING"\n';
+    await platform.config.set(app, { GREETING: "hi" }, { restart: false });
+    const { collectOutput } = await import("@berth/core");
+    const { output, text } = collectOutput();
+    const source = await sampleSource("v-predeploy", {
+      Procfile: procfile,
+      "app.json": JSON.stringify(appJson),
+    });
+    try {
+      await platform.deploy(app, source, { output });
+    } finally {
+      await rm(source.dir, { recursive: true, force: true });
+    }
+    expect(text().match(/release phase of run\.1 with hi/g)).toHaveLength(1);
+    expect(await serving()).toBe("v-predeploy hi");
+    const [web] = await platform.ps.status(app);
+    const scheduler = platform.scheduler("docker");
+    expect(await scheduler.exec(app, web!, ["cat", "/srv/predeploy.txt"])).toEqual({
+      exitCode: 0,
+      output: "predeployed with hi\n",
+    });
+    const current = await platform.releases.current(app);
+    expect(current?.artifact.image).toBe(`berth/${app}:${current?.id}-predeploy`);
+
+    const failure = await deploySample(platform, app, "never", {
+      Procfile: "web: sh /srv/start.sh\nrelease: echo migrating; exit 9\n",
+    }).catch((error: unknown) => error);
+    expect(isBerthError(failure, "RELEASE_PHASE_FAILED")).toBe(true);
+    expect(await serving()).toBe("v-predeploy hi");
+    expect(await strayContainers()).toEqual([]);
+    const failed = await latestRelease();
+    expect(failed?.status).toBe("failed");
+    expect(await imagesOf(docker, [`berth.app=${app}`, `berth.release=${failed?.id}`])).toEqual([]);
   });
 
   it("removes every container, image and network of a destroyed app", async () => {
