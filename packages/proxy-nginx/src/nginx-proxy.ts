@@ -413,6 +413,16 @@ export class NginxProxy implements Proxy {
       }
       throw error;
     }
+    if (!this.handles(app)) {
+      // The app switched to another proxy: stop routing it here.
+      await this.#exclusive(async () => {
+        const routes = await this.#readRoutes();
+        if (!routes[app.name]) return;
+        delete routes[app.name];
+        await this.#applyChange({ routes });
+      });
+      return;
+    }
     await this.refreshApp(app);
   }
 
@@ -454,7 +464,17 @@ export class NginxProxy implements Proxy {
         if (!state.deployment) continue;
         let endpoints: RouteEndpoint[] = [];
         if (!state.stopped) {
-          const live = await platform.schedulerFor(app).status(name);
+          let live: Awaited<ReturnType<ReturnType<Platform["schedulerFor"]>["status"]>>;
+          try {
+            live = await platform.schedulerFor(app).status(name);
+          } catch (error) {
+            // One app's scheduler being unavailable must not take every other app's routes down.
+            output?.warn(
+              `nginx: could not ask for ${name}'s instances (${describeError(error)}); keeping its routes.`,
+            );
+            if (previous[name]) routes[name] = previous[name];
+            continue;
+          }
           endpoints = live.flatMap((instance) =>
             instance.processType === "web" &&
             instance.running &&

@@ -357,12 +357,21 @@ describe("proxy-nginx against a real nginx", () => {
     expect(await readFile(`/proc/${pid}/cmdline`, "utf8")).toContain("nginx: master");
   });
 
+  it("stops routing an app that switches to another proxy", async () => {
+    await platform.apps.configure("shop", { proxy: "elsewhere" });
+    expect((await get("shop.test")).status).toBe(404);
+    expect((await plugin.proxy.status("shop")).routed).toBe(false);
+    await platform.apps.configure("shop", { proxy: "nginx" });
+    await deploy("shop", "shop-v3");
+    expect(await get("shop.test")).toMatchObject({ status: 200, body: "shop-v3" });
+  });
+
   it("stops routing a destroyed app and removes its files", async () => {
     await plugin.proxy.certs.generateSelfSigned("blog");
     await platform.apps.destroy("blog");
     expect((await get("blog.test")).status).toBe(404);
     expect((await get("blog.apps.test")).status).toBe(404);
-    expect(await get("shop.test")).toMatchObject({ status: 200, body: "shop-v2" });
+    expect(await get("shop.test")).toMatchObject({ status: 200, body: "shop-v3" });
     await expect(stat(join(plugin.proxy.liveDirectory, "apps", "blog.conf"))).rejects.toThrow();
     await expect(stat(join(plugin.proxy.directory, "certs", "blog"))).rejects.toThrow();
     expect((await plugin.proxy.status("blog")).routed).toBe(false);
