@@ -9,7 +9,12 @@ import { packageBuild } from "../../tsup.base.ts";
  */
 const ssh2DefaultImport = {
   name: "ssh2-default-import",
-  setup(build: { onLoad: (options: { filter: RegExp }, callback: (args: { path: string }) => Promise<{ contents: string; loader: "js" }>) => void }) {
+  setup(build: {
+    onLoad: (
+      options: { filter: RegExp },
+      callback: (args: { path: string }) => Promise<{ contents: string; loader: "js" }>,
+    ) => void;
+  }) {
     build.onLoad({ filter: /packages[\\/]git[\\/]dist[\\/].*\.js$/ }, async (args) => {
       let counter = 0;
       const contents = (await readFile(args.path, "utf8")).replace(

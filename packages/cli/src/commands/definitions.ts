@@ -656,7 +656,8 @@ export const commands: CommandDefinition[] = [
   },
   {
     name: "run",
-    summary: "Run a one-off command in a new container of the current release; exits with its exit code.",
+    summary:
+      "Run a one-off command in a new container of the current release; exits with its exit code. One argument is a shell command line; several are run as given.",
     usage: "APP COMMAND...",
     example: "berth run hello env",
     scope: "app",
@@ -671,7 +672,13 @@ export const commands: CommandDefinition[] = [
         if (equals <= 0) throw new BerthError("INVALID_CONFIG_KEY", `Expected KEY=VALUE after --env.`);
         env[pair.slice(0, equals)] = pair.slice(equals + 1);
       }
-      const command = input.args.slice(1).join(" ");
+      // One word is a shell command line as typed (`run app "echo $X | wc"`); several words are argv, quoted
+      // so the one-off runs exactly them (`run app sh -c 'echo "$X"'`).
+      const words = input.args.slice(1);
+      const command =
+        words.length === 1
+          ? (words[0] as string)
+          : words.map((word) => (/^[A-Za-z0-9_./:=@%+,-]+$/.test(word) ? word : shellQuote(word))).join(" ");
       const result = await context.platform.run(name, command, {
         env: validateConfigVars(env),
         signal: context.signal,
