@@ -380,3 +380,37 @@ describe("DockerScheduler on a real engine", () => {
     expect(await docker.listNetworks({ filters: { name: [networkName(app)] } })).toEqual([]);
   });
 });
+
+describe("stable host ports", () => {
+  it("keeps a web instance's host port when the restart policy brings it back", async () => {
+    const stableDataDir = await temporaryDirectory();
+    const stable = new Platform({ dataDir: stableDataDir, checks: { uptime: 1 } })
+      .use(new StaticArtifactBuilderPlugin(() => ({ builder: "test", image })))
+      .use(new DockerSchedulerPlugin({ hostPorts: "stable", stopGracePeriodSeconds: 1 }));
+    const name = `sd-stable-${tag}`;
+    try {
+      await stable.apps.create(name);
+      await stable.config.set(name, { BODY: "steady" }, { restart: false });
+      const source = await sourceFrom({ Procfile: `web: ${commands.web}` });
+      await stable.deploy(name, source).finally(() => rm(source.dir, { recursive: true, force: true }));
+      const [before] = await stable.ps.status(name);
+      const info = await docker.getContainer(before?.id ?? "").inspect();
+      expect(info.HostConfig.PortBindings).toEqual({
+        "5000/tcp": [{ HostIp: "127.0.0.1", HostPort: String(before?.endpoint?.port) }],
+      });
+      await run("docker", ["exec", before?.id ?? "", "sh", "-c", "kill -9 $(pidof httpd)"]);
+      const after = await poll("web.1 restarted", async () => {
+        const [instance] = await stable.ps.status(name);
+        return instance?.running && instance.restarts >= 1 ? instance : undefined;
+      });
+      expect(after.endpoint).toEqual(before?.endpoint);
+      expect(await poll("web.1 answering", () => get(before?.endpoint))).toEqual({
+        status: 200,
+        body: "steady",
+      });
+    } finally {
+      await stable.apps.destroy(name);
+      await rm(stableDataDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { request as httpRequest } from "node:http";
+import { createServer } from "node:net";
 import {
   type Artifact,
   BerthError,
@@ -50,6 +51,12 @@ export interface DockerSchedulerOptions {
   stopGracePeriodSeconds?: number;
   /** How long `start` and `reconcile` wait for restarted web instances to answer HTTP; default 30 s. */
   readyTimeoutMs?: number;
+  /**
+   * `engine` (default): the engine assigns each web instance a free host port when it starts, so an instance the
+   * restart policy or an engine restart brings back answers on a new port. `stable`: Berth picks a free port when
+   * the instance is created and the instance keeps it for its whole life, so proxies need no update after restarts.
+   */
+  hostPorts?: "engine" | "stable";
 }
 
 /** Labels that make the engine's state the scheduler's memory: every query starts from them. */
@@ -155,6 +162,7 @@ export class DockerScheduler implements Scheduler {
   readonly docker: Docker;
   readonly #defaults: { restartPolicy: RestartPolicy; stopGracePeriodSeconds: number };
   readonly #readyTimeoutMs: number;
+  readonly #hostPorts: "engine" | "stable";
   #platform: Platform | undefined;
   /** App renamed from → to, so the old name's instances are still retired after the rename's rollout. */
   readonly #renamedFrom = new Map<string, string>();
@@ -170,6 +178,7 @@ export class DockerScheduler implements Scheduler {
       stopGracePeriodSeconds: options.stopGracePeriodSeconds ?? 10,
     };
     this.#readyTimeoutMs = options.readyTimeoutMs ?? 30_000;
+    this.#hostPorts = options.hostPorts ?? "engine";
   }
 
   /**
@@ -676,39 +685,55 @@ export class DockerScheduler implements Scheduler {
     signal: AbortSignal,
   ): Promise<Instance> {
     const limits = limitsFor(settings, spec.processType);
-    const port = spec.port;
-    const portKey = port === undefined ? undefined : `${port}/tcp`;
+    const portKey = spec.port === undefined ? undefined : `${spec.port}/tcp`;
     const command = processCommand(release.artifact, spec.processType, spec.command);
-    signal.throwIfAborted();
-    const container = await this.#createContainer(network, {
-      name: containerName(spec.app, spec.processType, spec.index, spec.deploymentId),
-      Image: release.artifact.image,
-      ...(command ? { Cmd: command } : {}),
-      Env: environmentList(spec.env),
-      // Berth's own labels are written last: a tap may add labels but never re-assign an instance.
-      Labels: {
-        ...spec.labels,
-        [LABELS.app]: spec.app,
-        [LABELS.release]: spec.release,
-        [LABELS.deployment]: spec.deploymentId,
-        [LABELS.processType]: spec.processType,
-        [LABELS.index]: String(spec.index),
-      },
-      ...(portKey ? { ExposedPorts: { [portKey]: {} } } : {}),
-      HostConfig: {
-        Init: true,
-        RestartPolicy: settings.restartPolicy,
-        NetworkMode: network,
-        Mounts: mountsOf(settings),
-        ...(portKey ? { PortBindings: { [portKey]: [{ HostIp: "127.0.0.1", HostPort: "" }] } } : {}),
-        ...(limits.memory === undefined ? {} : { Memory: limits.memory }),
-        ...(limits.nanoCpus === undefined ? {} : { NanoCpus: limits.nanoCpus }),
-      },
-    });
-    signal.throwIfAborted();
-    await container.start();
-    const info = await container.inspect();
-    return instanceOf(info);
+    const create = (hostPort: string) =>
+      this.#createContainer(network, {
+        name: containerName(spec.app, spec.processType, spec.index, spec.deploymentId),
+        Image: release.artifact.image,
+        ...(command ? { Cmd: command } : {}),
+        Env: environmentList(spec.env),
+        // Berth's own labels are written last: a tap may add labels but never re-assign an instance.
+        Labels: {
+          ...spec.labels,
+          [LABELS.app]: spec.app,
+          [LABELS.release]: spec.release,
+          [LABELS.deployment]: spec.deploymentId,
+          [LABELS.processType]: spec.processType,
+          [LABELS.index]: String(spec.index),
+        },
+        ...(portKey ? { ExposedPorts: { [portKey]: {} } } : {}),
+        HostConfig: {
+          Init: true,
+          RestartPolicy: settings.restartPolicy,
+          NetworkMode: network,
+          Mounts: mountsOf(settings),
+          ...(portKey ? { PortBindings: { [portKey]: [{ HostIp: "127.0.0.1", HostPort: hostPort }] } } : {}),
+          ...(limits.memory === undefined ? {} : { Memory: limits.memory }),
+          ...(limits.nanoCpus === undefined ? {} : { NanoCpus: limits.nanoCpus }),
+        },
+      });
+    for (let attempt = 1; ; attempt += 1) {
+      signal.throwIfAborted();
+      const stable = portKey !== undefined && this.#hostPorts === "stable";
+      const container = await create(stable ? String(await freeLoopbackPort()) : "");
+      signal.throwIfAborted();
+      try {
+        await container.start();
+      } catch (error) {
+        // A stable port picked a moment ago may have been taken since: pick another.
+        if (
+          !stable ||
+          attempt >= 5 ||
+          !/already allocated|address already in use/i.test(engineMessage(error))
+        ) {
+          throw error;
+        }
+        await this.#remove(container.id);
+        continue;
+      }
+      return instanceOf(await container.inspect());
+    }
   }
 
   /** Creates a container on the app's network, re-creating the network once if someone removed it. */
@@ -922,6 +947,21 @@ async function untilFinished(
   } finally {
     signal.removeEventListener("abort", onAbort);
   }
+}
+
+/** A loopback port nothing listens on right now (the kernel picks it from its ephemeral range). */
+function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() =>
+        address && typeof address === "object" ? resolve(address.port) : reject(new Error("no port")),
+      );
+    });
+  });
 }
 
 function sleep(milliseconds: number): Promise<void> {
