@@ -329,10 +329,13 @@ describe("DockerfileBuilder on the Docker engine", () => {
     expect(leftovers).toEqual([]);
   });
 
-  it("fails a Dockerfile whose base image is missing with BUILD_FAILED, without pulling", async () => {
+  it("fails a Dockerfile whose base image is not on the engine with BUILD_FAILED, before any pull", async () => {
     const dir = await writeSource({ Dockerfile: "FROM berth/no-such-base-image:latest\n" });
-    const { error } = await build({ app: appName("nobase"), dir });
+    const { error, text } = await build({ app: appName("nobase"), dir });
     expect(isBerthError(error, "BUILD_FAILED")).toBe(true);
+    expect((error as Error).message).toContain("The base image berth/no-such-base-image:latest");
+    // Refused before the build started, so the engine never looked for a registry.
+    expect(text).not.toContain("Step 1/");
   });
 
   it("refuses a symlink pointing outside the source before contacting the engine", async () => {

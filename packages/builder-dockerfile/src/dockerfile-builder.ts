@@ -15,7 +15,8 @@ import {
 import Docker from "dockerode";
 import { createContextArchive } from "./build-context.js";
 import { BuildProgress } from "./build-progress.js";
-import { dockerfileExposeWords, exposedPorts, renderDefaultCommand } from "./image-facts.js";
+import { baseImages, exposeWords, parseInstructions } from "./dockerfile.js";
+import { exposedPorts, renderDefaultCommand } from "./image-facts.js";
 import { DEFAULT_DOCKERFILE_PATH, readDockerfileSettings } from "./settings.js";
 
 export interface DockerfileBuilderOptions {
@@ -23,6 +24,11 @@ export interface DockerfileBuilderOptions {
   docker?: Docker;
   /** The engine's socket, e.g. `/var/run/docker.sock`; ignored when `docker` is given. */
   socketPath?: string;
+  /**
+   * Let the engine pull base images it does not have. Off by default: Berth hosts build their base images
+   * locally, and a missing one then fails fast with a clear error instead of reaching for a registry.
+   */
+  pullBaseImages?: boolean;
 }
 
 /** The repository every image of an app is tagged in: `berth/<app>:v<version>`. */
@@ -57,8 +63,10 @@ function hasStatus(error: unknown, ...codes: number[]): boolean {
 export class DockerfileBuilder implements Builder {
   readonly name = "dockerfile";
   readonly docker: Docker;
+  readonly #pullBaseImages: boolean;
 
   constructor(options: DockerfileBuilderOptions = {}) {
+    this.#pullBaseImages = options.pullBaseImages ?? false;
     this.docker =
       options.docker ??
       new Docker(options.socketPath === undefined ? undefined : { socketPath: options.socketPath });
@@ -94,6 +102,8 @@ export class DockerfileBuilder implements Builder {
     if (/^#\s*syntax\s*=/im.test(dockerfile.split("\n").slice(0, 5).join("\n"))) {
       output.warn("The # syntax= directive needs BuildKit; the classic builder used here ignores it.");
     }
+    const instructions = parseInstructions(dockerfile);
+    if (!this.#pullBaseImages) await this.#assertBaseImagesPresent(app.name, baseImages(instructions));
 
     const labels: Record<string, string> = { "berth.app": app.name, "berth.release": `v${version}` };
     if (source.rev !== undefined && LABEL_SAFE_REV.test(source.rev)) labels["berth.rev"] = source.rev;
@@ -170,7 +180,7 @@ export class DockerfileBuilder implements Builder {
     const ports = exposedPorts(
       inspection.Config?.ExposedPorts,
       [...(history as Array<{ CreatedBy?: string }>)].reverse(),
-      dockerfileExposeWords(dockerfile),
+      exposeWords(instructions),
     );
     const web = renderDefaultCommand(inspection.Config?.Entrypoint, inspection.Config?.Cmd);
     const seconds = (Date.now() - started) / 1000;
@@ -253,6 +263,23 @@ export class DockerfileBuilder implements Builder {
     }
   }
 
+  /** Without pulls, a base image the engine lacks would only fail after a registry lookup: fail first. */
+  async #assertBaseImagesPresent(app: string, images: string[]): Promise<void> {
+    for (const image of images) {
+      try {
+        await this.docker.getImage(image).inspect();
+      } catch (error) {
+        if (!hasStatus(error, 404)) throw error;
+        throw new BerthError(
+          "BUILD_FAILED",
+          `The base image ${image} of ${app}'s Dockerfile is not on the Docker engine, and Berth does not pull ` +
+            `it. Build or load it on the engine first, or create the builder with pullBaseImages: true.`,
+          { details: { app, image } },
+        );
+      }
+    }
+  }
+
   /**
    * After a failed or cancelled build: its step container (a cancelled build may still be running one; the
    * engine's own `forcerm` comes too late for the images below), then the images its finished steps
@@ -270,14 +297,23 @@ export class DockerfileBuilder implements Builder {
         .remove({ force: true })
         .catch((error: unknown) => warn(`container ${progress.runningContainer}`, error));
     }
+    // A cancelled build's last container may still be going away on the engine's side, holding its image.
+    const deadline = Date.now() + 15_000;
     for (const id of [...progress.createdImages].reverse()) {
-      try {
-        const found = await this.docker.getImage(id).inspect();
-        // Another build may have tagged it since; then it is not ours to remove.
-        if ((found.RepoTags ?? []).length > 0) continue;
-        await this.docker.getImage(id).remove({ noprune: true });
-      } catch (error) {
-        warn(`image ${id}`, error);
+      for (let delay = 100; ; delay = Math.min(delay * 2, 1000)) {
+        try {
+          const found = await this.docker.getImage(id).inspect();
+          // Another build may have tagged it since; then it is not ours to remove.
+          if ((found.RepoTags ?? []).length === 0) await this.docker.getImage(id).remove({ noprune: true });
+          break;
+        } catch (error) {
+          const heldByContainer = hasStatus(error, 409) && /container/i.test(engineMessage(error));
+          if (!heldByContainer || Date.now() + delay > deadline) {
+            warn(`image ${id}`, error);
+            break;
+          }
+          await new Promise((resolve) => setTimeout(resolve, delay));
+        }
       }
     }
   }

@@ -1,25 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { dockerfileExposeWords, exposedPorts, renderDefaultCommand, shellQuote } from "./image-facts.js";
-
-describe("dockerfileExposeWords", () => {
-  it("keeps the written order of the last stage, across continuations and comments", () => {
-    const dockerfile = [
-      "FROM berth/busybox AS assets",
-      "EXPOSE 9999",
-      "FROM berth/busybox:latest",
-      "EXPOSE 8080 \\",
-      "  # a comment inside the continuation",
-      "",
-      "  443 80/udp",
-      "expose 3000-3001/tcp $EXTRA_PORT",
-    ].join("\n");
-    expect(dockerfileExposeWords(dockerfile)).toEqual(["8080", "443", "80/udp", "3000-3001/tcp"]);
-  });
-
-  it("honours the escape parser directive", () => {
-    expect(dockerfileExposeWords("# escape=`\nFROM x\nEXPOSE 81 `\n 82\n")).toEqual(["81", "82"]);
-  });
-});
+import { exposedPorts, renderDefaultCommand, shellQuote } from "./image-facts.js";
 
 describe("exposedPorts", () => {
   const exposed = { "80/tcp": {}, "443/tcp": {}, "8080/tcp": {}, "53/udp": {}, "9000/tcp": {} };

@@ -6,45 +6,6 @@
 const EXPOSE_IN_HISTORY = /#\(nop\)\s+EXPOSE\s+(.*)$/;
 const PORT_WORD = /^(\d{1,5})(?:-(\d{1,5}))?(?:\/(tcp|udp|sctp))?$/i;
 
-/**
- * The words of every EXPOSE of the Dockerfile's last stage, in order. The engine keeps exposed ports as a
- * map and sorts the words of each EXPOSE in the history, so the order a user wrote lives only here.
- * Handles parser directives, line continuations and comments; words with variables are left to the image.
- */
-export function dockerfileExposeWords(dockerfile: string): string[] {
-  const lines = dockerfile.replace(/\r\n?/g, "\n").split("\n");
-  let escape = "\\";
-  for (const line of lines) {
-    const directive = /^#\s*([a-z]+)\s*=\s*(\S+)\s*$/i.exec(line.trim());
-    if (!directive) break;
-    if (directive[1]?.toLowerCase() === "escape" && (directive[2] === "`" || directive[2] === "\\")) {
-      escape = directive[2];
-    }
-  }
-  const instructions: string[] = [];
-  let pending = "";
-  for (const raw of lines) {
-    const line = raw.trimEnd();
-    if (/^\s*#/.test(line)) continue;
-    // Blank lines inside a continuation are skipped, as the engine's parser does.
-    if (pending && line.trim() === "") continue;
-    if (line.endsWith(escape)) {
-      pending += `${line.slice(0, -1)} `;
-      continue;
-    }
-    instructions.push(pending + line);
-    pending = "";
-  }
-  if (pending) instructions.push(pending);
-  let words: string[] = [];
-  for (const instruction of instructions) {
-    const [keyword = "", ...rest] = instruction.trim().split(/\s+/);
-    if (keyword.toUpperCase() === "FROM") words = [];
-    else if (keyword.toUpperCase() === "EXPOSE") words.push(...rest.filter((word) => !word.includes("$")));
-  }
-  return words;
-}
-
 function portsOfWords(words: string[]): number[] {
   const ports: number[] = [];
   for (const word of words) {
