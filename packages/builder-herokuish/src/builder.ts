@@ -69,6 +69,12 @@ interface Selection {
   references: BuildpackReference[];
 }
 
+interface DetectResult {
+  status: number;
+  name: string;
+  stderr: string;
+}
+
 interface Detected {
   buildpack: FetchedBuildpack;
   /** What bin/detect printed: the framework's name. */
@@ -134,14 +140,8 @@ export class HerokuishBuilder implements Builder {
     const container = await this.#createContainer("detect", fetched, source, [], undefined);
     try {
       await container.start();
-      await this.#lifecycle(container, ["prepare"]);
-      for (const buildpack of fetched) {
-        const result = await this.#lifecycle(container, ["detect", containerPath(buildpack, fetched)], {
-          captureStdout: true,
-        });
-        if (result.exitCode === 0) return true;
-      }
-      return false;
+      const results = await this.#begin(container, fetched);
+      return results.some((result) => result.status === 0);
     } finally {
       await removeContainer(container);
     }
@@ -250,7 +250,8 @@ export class HerokuishBuilder implements Builder {
       Cmd: [],
       WorkingDir: "/",
       User: "0:0",
-      HostConfig: { AutoRemove: false },
+      // /cache is an anonymous volume: the host reads it after the build, and a commit never includes it.
+      HostConfig: { AutoRemove: false, Mounts: [{ Type: "volume", Source: "", Target: "/cache" }] },
     });
     try {
       await container.putArchive(packParts(directories, extra) as unknown as NodeJS.ReadableStream, {
@@ -314,28 +315,22 @@ export class HerokuishBuilder implements Builder {
     let reported = false;
     try {
       await container.start();
-      await this.#step(container, ["prepare"], "prepare the build container");
-
       // Detection: over the installed buildpacks, every one is asked so the output can say which matched.
       const detected: Detected[] = [];
-      for (const buildpack of buildpacks) {
-        const result = await this.#lifecycle(container, ["detect", containerPath(buildpack, buildpacks)], {
-          captureStdout: true,
-          captureStderr: true,
-        });
-        const label = result.stdout.trim().split("\n")[0]?.trim() || buildpack.name;
-        if (result.exitCode === 0) {
+      const results = await this.#begin(container, buildpacks);
+      for (const [index, buildpack] of buildpacks.entries()) {
+        const result = results[index] as DetectResult;
+        const label = result.name || buildpack.name;
+        if (result.status === 0) {
           detected.push({ buildpack, label });
         } else if (selection.origin !== "detection") {
           output.step(`Building ${app.name} with buildpacks on ${this.stackImage}`);
           output.warn(`App not compatible with buildpack: ${buildpack.reference.text}`);
-          output.warn(
-            `bin/detect exited with ${result.exitCode}${result.stderr.trim() ? `: ${result.stderr.trim()}` : ""}`,
-          );
+          output.warn(`bin/detect exited with ${result.status}${result.stderr ? `: ${result.stderr}` : ""}`);
           reported = true;
           throw new BerthError(
             "BUILD_FAILED",
-            `App not compatible with buildpack ${buildpack.reference.text} (its bin/detect exited with ${result.exitCode}); it was chosen by ${ORIGIN_TEXT[selection.origin]}.`,
+            `App not compatible with buildpack ${buildpack.reference.text} (its bin/detect exited with ${result.status}); it was chosen by ${ORIGIN_TEXT[selection.origin]}.`,
             { details: { buildpack: buildpack.reference.text } },
           );
         }
@@ -377,7 +372,6 @@ export class HerokuishBuilder implements Builder {
       }
 
       const buildEnv = ["HOME=/app", ...(source.rev ? [`SOURCE_VERSION=${source.rev}`] : [])];
-      const releases: BuildpackRelease[] = [];
       for (const entry of chosen) {
         output.step(`${entry.label} app detected`);
         const forward = new LineForwarder(output);
@@ -405,26 +399,10 @@ export class HerokuishBuilder implements Builder {
             { details: { buildpack: entry.buildpack.reference.text, exitCode: compiled.exitCode } },
           );
         }
-        const released = await this.#lifecycle(
-          container,
-          ["release", containerPath(entry.buildpack, buildpacks)],
-          {
-            env: buildEnv,
-            captureStdout: true,
-            onStderr: (chunk) => output.stream(chunk),
-          },
-        );
-        output.flush();
-        if (released.exitCode !== 0) {
-          throw new BerthError(
-            "BUILD_FAILED",
-            `bin/release of buildpack ${entry.buildpack.reference.text} exited with ${released.exitCode}.`,
-            { details: { buildpack: entry.buildpack.reference.text } },
-          );
-        } else {
-          releases.push(parseReleaseYaml(released.stdout, entry.buildpack.reference.text));
-        }
       }
+
+      const collected = await this.#collect(container, chosen, buildpacks, buildEnv, output);
+      const releases = collected.releases;
 
       // Later buildpacks win per key: the last one in a multi-buildpack build describes the app best.
       const defaultProcessTypes: Record<string, string> = Object.assign(
@@ -435,14 +413,7 @@ export class HerokuishBuilder implements Builder {
         {},
         ...releases.map((release) => release.configVars),
       );
-      const procfileResult = await execIn(
-        container,
-        ["/bin/sh", "-c", "test -f /app/Procfile && cat /app/Procfile || exit 3"],
-        {
-          captureStdout: true,
-        },
-      );
-      const procfileText = procfileResult.exitCode === 0 ? procfileResult.stdout : undefined;
+      const procfileText = collected.procfile;
       let procfile: Record<string, string> = {};
       try {
         procfile = procfileText === undefined ? {} : parseProcfile(procfileText);
@@ -478,7 +449,6 @@ export class HerokuishBuilder implements Builder {
           uid: BUILD_USER_ID,
         });
       }
-      await this.#step(container, ["finish"], "clean up the build container");
       await container.putArchive(
         packParts(
           [{ from: STACK_FILES_DIR, to: ".", uid: 0 }],
@@ -491,8 +461,9 @@ export class HerokuishBuilder implements Builder {
 
       const image = this.imageFor(app.name, version);
       output.step(`Committing ${image}`);
-      await container.stop({ t: 5 }).catch((error: { statusCode?: number }) => {
-        if (error.statusCode !== 304) throw error;
+      // The container only idles now; a commit needs it stopped, not gracefully.
+      await container.kill().catch((error: { statusCode?: number }) => {
+        if (error.statusCode !== 409) throw error;
       });
       const [repository, tag] = splitImage(image);
       const commit = container.commit as unknown as (options: object) => Promise<{ Id?: string }>;
@@ -552,14 +523,81 @@ export class HerokuishBuilder implements Builder {
     }
   }
 
-  async #step(container: Docker.Container, step: string[], what: string): Promise<void> {
-    const result = await this.#lifecycle(container, step, { captureStdout: true, captureStderr: true });
+  /** Prepares the container and runs every buildpack's bin/detect, in one exec. */
+  async #begin(container: Docker.Container, buildpacks: FetchedBuildpack[]): Promise<DetectResult[]> {
+    const result = await this.#lifecycle(
+      container,
+      ["begin", ...buildpacks.map((buildpack) => containerPath(buildpack, buildpacks))],
+      { captureStdout: true, captureStderr: true },
+    );
+    const lines = result.stdout.split("\n").filter((line) => /^[0-9]+\t/.test(line));
+    if (result.exitCode !== 0 || lines.length !== buildpacks.length) {
+      throw new BerthError(
+        "BUILD_FAILED",
+        `Could not prepare the build container (exit ${result.exitCode}): ${result.stderr.trim().slice(-500)}`,
+      );
+    }
+    return lines.map((line) => {
+      const tab = line.indexOf("\t");
+      return {
+        status: Number(line.slice(0, tab)),
+        name: line.slice(tab + 1).trim(),
+        stderr: result.stderr.trim(),
+      };
+    });
+  }
+
+  /**
+   * Runs bin/release of the chosen buildpacks and reads the Procfile, in one exec that also removes the
+   * build-only files (buildpacks, ENV_DIR, temporary files) before the commit.
+   */
+  async #collect(
+    container: Docker.Container,
+    chosen: Detected[],
+    buildpacks: FetchedBuildpack[],
+    env: string[],
+    output: Output,
+  ): Promise<{ releases: BuildpackRelease[]; procfile: string | undefined }> {
+    const mark = `@@berth-${randomBytes(8).toString("hex")}`;
+    const result = await this.#lifecycle(
+      container,
+      ["collect", mark, ...chosen.map((entry) => containerPath(entry.buildpack, buildpacks))],
+      { env, captureStdout: true, onStderr: (chunk) => output.stream(chunk) },
+    );
+    output.flush();
     if (result.exitCode !== 0) {
       throw new BerthError(
         "BUILD_FAILED",
-        `Could not ${what} (exit ${result.exitCode}): ${(result.stderr || result.stdout).trim().slice(-500)}`,
+        `Could not read the buildpacks' releases (exit ${result.exitCode}).`,
       );
     }
+    const sections: Array<{ kind: string; status: number; lines: string[] }> = [];
+    for (const line of result.stdout.split("\n")) {
+      if (line.startsWith(`${mark} `)) {
+        const [, kind = "", status = "0"] = line.split(" ");
+        sections.push({ kind, status: Number(status), lines: [] });
+      } else {
+        sections.at(-1)?.lines.push(line);
+      }
+    }
+    const releases: BuildpackRelease[] = [];
+    const releaseSections = sections.filter((section) => section.kind === "release");
+    for (const [index, entry] of chosen.entries()) {
+      const section = releaseSections[index];
+      if (section?.status !== 0) {
+        throw new BerthError(
+          "BUILD_FAILED",
+          `bin/release of buildpack ${entry.buildpack.reference.text} exited with ${section?.status ?? "no result"}.`,
+          { details: { buildpack: entry.buildpack.reference.text } },
+        );
+      }
+      releases.push(parseReleaseYaml(section.lines.join("\n"), entry.buildpack.reference.text));
+    }
+    const procfile = sections.find((section) => section.kind === "procfile");
+    return {
+      releases,
+      procfile: procfile ? `${procfile.lines.join("\n").replace(/\n+$/, "")}\n` : undefined,
+    };
   }
 
   async #saveCache(container: Docker.Container, into: string): Promise<void> {
