@@ -29,6 +29,8 @@ let dataDir: string;
 let platform: Platform;
 let plugin: DockerSchedulerPlugin;
 let artifact: Artifact = { builder: "test", image };
+/** What the test's `instanceSpec` tap does: add env and a label, or try to turn web.1 into web.9. */
+let tapMode: "add" | "forge" = "add";
 
 async function deploy(name: string, files: Record<string, string>) {
   const source = await sourceFrom(files);
@@ -64,6 +66,15 @@ beforeAll(async () => {
   plugin = new DockerSchedulerPlugin({ stopGracePeriodSeconds: 2 });
   platform = new Platform({ dataDir, checks: { uptime: 1 }, keepReleases: 2 });
   platform.use(new StaticArtifactBuilderPlugin(() => artifact)).use(plugin);
+  platform.hooks.instanceSpec.tap("test", (spec) =>
+    tapMode === "forge"
+      ? { ...spec, index: 9 }
+      : {
+          ...spec,
+          env: { ...spec.env, FROM_TAP: "yes" },
+          labels: { ...spec.labels, "example.tap": "yes", [LABELS.app]: "forged" },
+        },
+  );
   await platform.apps.create(app);
   await platform.config.set(app, { BODY: "hello", SECRET: "s3cr3t" }, { restart: false });
   await platform.ps.scale(app, { web: 1, worker: 1 });
@@ -115,7 +126,10 @@ describe("DockerScheduler on a real engine", () => {
       [LABELS.processType]: "web",
       [LABELS.index]: "1",
     });
-    expect(info.Config.Env).toEqual(expect.arrayContaining(["PORT=5000", "DYNO=web.1", "BODY=hello"]));
+    expect(info.Config.Env).toEqual(
+      expect.arrayContaining(["PORT=5000", "DYNO=web.1", "BODY=hello", "FROM_TAP=yes"]),
+    );
+    expect(info.Config.Labels?.["example.tap"]).toBe("yes");
     expect(info.Config.Cmd).toEqual(["/bin/sh", "-c", web]);
     expect(info.HostConfig.Init).toBe(true);
     expect(info.HostConfig.RestartPolicy).toEqual({ Name: "on-failure", MaximumRetryCount: 3 });
@@ -129,6 +143,20 @@ describe("DockerScheduler on a real engine", () => {
     expect(workerInfo.Config.Env).toEqual(expect.arrayContaining(["DYNO=worker.1"]));
     expect(workerInfo.HostConfig.PortBindings ?? {}).toEqual({});
     expect(workerInfo.HostConfig.NanoCpus ?? 0).toBe(0);
+  });
+
+  it("refuses an instanceSpec tap that changes which instance it is", async () => {
+    const before = (await platform.ps.status(app)).map((instance) => instance.id);
+    tapMode = "forge";
+    try {
+      const failure = await deploy(app, { Procfile: `web: ${web}\nworker: ${worker}` }).catch(
+        (error) => error,
+      );
+      expect(isBerthError(failure, "INVALID_RELEASE")).toBe(true);
+    } finally {
+      tapMode = "add";
+    }
+    expect((await platform.ps.status(app)).map((instance) => instance.id)).toEqual(before);
   });
 
   it("returns logs of every instance, per process type, tailed and followed", async () => {

@@ -25,6 +25,7 @@ import {
   releaseEnvironment,
   type Scheduler,
   validateAppName,
+  validateConfigVars,
   validateProcessType,
 } from "@berth/core";
 import Docker from "dockerode";
@@ -222,14 +223,7 @@ export class DockerScheduler implements Scheduler {
     const specs: InstanceSpec[] = [];
     for (const [processType, count] of types) {
       for (let index = 1; index <= count; index += 1) {
-        specs.push(
-          await platform.hooks.instanceSpec.promise(
-            this.#baseSpec(release, deploymentId, processType, index),
-            {
-              release,
-            },
-          ),
-        );
+        specs.push(await this.#shapeSpec(platform, release, deploymentId, processType, index));
       }
     }
     signal.throwIfAborted();
@@ -637,10 +631,7 @@ export class DockerScheduler implements Scheduler {
         }
         work.push(
           (async () => {
-            const base = this.#baseSpec(release, deployment.id, processType, index);
-            const spec = this.#platform
-              ? await this.#platform.hooks.instanceSpec.promise(base, { release })
-              : base;
+            const spec = await this.#shapeSpec(this.#platform, release, deployment.id, processType, index);
             await this.#createInstance(spec, release, settings, network, new AbortController().signal);
           })(),
         );
@@ -675,6 +666,32 @@ export class DockerScheduler implements Scheduler {
       labels: {},
       port: processType === "web" ? port : undefined,
     };
+  }
+
+  /** The base spec through the `instanceSpec` taps, which may add to it but not change which instance it is. */
+  async #shapeSpec(
+    platform: Platform | undefined,
+    release: Release,
+    deploymentId: string,
+    processType: string,
+    index: number,
+  ): Promise<InstanceSpec> {
+    const base = this.#baseSpec(release, deploymentId, processType, index);
+    if (!platform) return base;
+    const spec = await platform.hooks.instanceSpec.promise(base, { release });
+    if (
+      spec.app !== base.app ||
+      spec.deploymentId !== deploymentId ||
+      spec.processType !== processType ||
+      spec.index !== index
+    ) {
+      throw new BerthError(
+        "INVALID_RELEASE",
+        `An instanceSpec tap changed which instance ${processType}.${index} of ${release.app} is; taps may only add env, labels or change the command.`,
+      );
+    }
+    validateConfigVars(spec.env);
+    return spec;
   }
 
   async #createInstance(
