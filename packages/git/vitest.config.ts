@@ -8,5 +8,7 @@ export default defineProject({
     testTimeout: 120_000,
     hookTimeout: 300_000,
     fileParallelism: false,
+    // The streaming test collects garbage before each memory sample, so it measures what is held.
+    execArgv: ["--expose-gc"],
   },
 });

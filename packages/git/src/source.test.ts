@@ -99,9 +99,25 @@ describe("source extraction on push", () => {
     const content = randomBytes(50 * 1024 * 1024);
     await writeFile(join(dir, "big.bin"), content);
     await world.commit(dir, {}, "big file");
+    // The server runs in this process: had it buffered the request body, the memory it holds (heap and buffers,
+    // measured after collecting garbage) would grow by the pack's size, 50 MB of incompressible data.
+    const collect = (globalThis as { gc?: () => void }).gc;
+    if (!collect) throw new Error("run with --expose-gc (see vitest.config.ts)");
+    const held = () => {
+      collect();
+      const usage = process.memoryUsage();
+      return usage.heapUsed + usage.arrayBuffers;
+    };
+    const baseline = held();
+    let peak = baseline;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, held());
+    }, 50);
     const push = await world.git(["push", world.url(transport, app), "main"], { cwd: dir, transport });
+    clearInterval(sampler);
     expect(push.code, push.stderr).toBe(0);
     expect(seen.get(app)?.big).toBe(content.length);
+    expect(peak - baseline).toBeLessThan(16 * 1024 * 1024);
     const clone = join(world.root, `clone-${app}`);
     const cloned = await world.git(["clone", "-q", world.url(transport, app), clone], { transport });
     expect(cloned.code, cloned.stderr).toBe(0);

@@ -98,6 +98,9 @@ function serveClient(client: Connection, options: SshServerOptions): void {
       session.on("shell", (_accept, reject) => refuse("shell", reject));
       session.on("exec", (acceptExec, _reject, info) => {
         const channel = acceptExec();
+        // A client that hangs up mid-transfer makes writes fail; git's exit decides what happened.
+        channel.on("error", () => {});
+        channel.stderr.on("error", () => {});
         if (!identity) return finish(channel, 1, "Not authenticated.");
         void serveExec(channel, info.command, identity, options);
       });
