@@ -147,9 +147,11 @@ function proxyFailed(message: string, details: Record<string, unknown> = {}, cau
 }
 
 /**
- * Routes app domains through a real nginx. Every change renders a complete new generation of config files from
- * typed data into its own directory, has `nginx -t` check it, swaps the `live` symlink to it atomically, reloads
- * nginx and waits until the new generation answers and the old workers drained. Changes are serialized.
+ * Routes app domains through a real nginx, in two tiers (see render.ts): the client-facing edge and the router
+ * that deploys switch. Every change renders a complete new generation of config files from typed data into its
+ * own directory, has `nginx -t` check both tiers, swaps the `live` symlink to it atomically, reloads the tiers
+ * whose files changed and waits until each answers the new generation and its old workers stopped (and, for the
+ * router, drained). Changes are serialized within the process.
  */
 export class NginxProxy implements Proxy {
   readonly name = "nginx";
@@ -221,13 +223,11 @@ export class NginxProxy implements Proxy {
       "nginx directory",
     );
     this.#certificates = new CertificateStore(join(this.#directory, "certs"));
-    if (
-      this.mode === "own" &&
-      Buffer.byteLength(this.#control().kind === "unix" ? this.#controlSocket() : "") > 100
-    ) {
+    // Unix socket paths are limited to about 108 bytes; the router's control socket is the longest fixed one.
+    if (Buffer.byteLength(this.#routerControlSocket()) > 100) {
       throw new BerthError(
         "INVALID_SETTING",
-        `The nginx directory ${this.#directory} is too long for a unix socket path; pick a shorter one (directory option).`,
+        `The nginx directory ${this.#directory} is too long for unix socket paths; pick a shorter one (directory option).`,
       );
     }
   }
