@@ -49,16 +49,30 @@ export async function extractSource(
   if (typeof rev !== "string" || rev.startsWith("-") || !/^[A-Za-z0-9._/^~-]{1,200}$/.test(rev)) {
     throw new BerthError("INVALID_REF", `Invalid revision ${JSON.stringify(rev)}.`);
   }
-  const resolved = (
-    await runGit(["rev-parse", "--verify", "--end-of-options", `${rev}^{commit}`], { cwd: repoDir, env })
-  ).stdout.trim();
+  // One process answers both questions: which commit, and does it have a .gitmodules (then submodules matter).
+  const answer = await runGit(["cat-file", "--batch-check"], {
+    cwd: repoDir,
+    env,
+    input: `${rev}^{commit}\n${rev}:.gitmodules\n`,
+  });
+  const [commitLine, gitmodulesLine] = answer.stdout.split("\n");
+  const commitMatch = /^([0-9a-f]{40}) commit /.exec(commitLine ?? "");
+  if (!commitMatch?.[1]) {
+    throw new BerthError(
+      "INVALID_REF",
+      `Revision ${JSON.stringify(rev)} is not a commit of this repository.`,
+    );
+  }
+  const resolved = commitMatch[1];
+  const hasGitmodules = / blob /.test(gitmodulesLine ?? "");
   const workDir = options.workDir ?? tmpdir();
   await mkdir(workDir, { recursive: true });
   const dir = await mkdtemp(join(workDir, "berth-source-"));
   const remove = () => rm(dir, { recursive: true, force: true });
   try {
     await archiveInto(repoDir, resolved, dir, env);
-    await extractSubmodules(repoDir, resolved, dir, env, options, options.submoduleDepth ?? 3);
+    if (hasGitmodules)
+      await extractSubmodules(repoDir, resolved, dir, env, options, options.submoduleDepth ?? 3);
   } catch (error) {
     await remove();
     throw error;

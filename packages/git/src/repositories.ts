@@ -1,4 +1,4 @@
-import { chmod, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { appendFile, chmod, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BerthError, validateAppName, validateBranchName } from "@berth/core";
 import { PRE_RECEIVE_HOOK } from "./hook-script.js";
@@ -98,6 +98,8 @@ export class Repositories {
   /** Points HEAD at the deploy branch so that a clone checks it out. */
   async setHead(app: string, branch: string): Promise<void> {
     validateBranchName(branch);
+    const head = await readFile(join(this.path(app), "HEAD"), "utf8").catch(() => "");
+    if (head.trim() === `ref: refs/heads/${branch}`) return;
     await runGit(["symbolic-ref", "HEAD", `refs/heads/${branch}`], { cwd: this.path(app) });
   }
 }

@@ -183,7 +183,7 @@ describe("extractSource", () => {
     await expect(extractSource(repoDir, "--output=/tmp/x", {})).rejects.toThrow(/Invalid revision/);
     await expect(
       extractSource(repoDir, "no-such-branch", { workDir: join(world.root, "extract") }),
-    ).rejects.toThrow(/git rev-parse failed/);
+    ).rejects.toThrow(/is not a commit of this repository/);
     expect(await readdir(join(world.root, "extract"))).toEqual([]);
   });
 
