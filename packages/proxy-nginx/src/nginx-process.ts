@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { open, readFile, stat } from "node:fs/promises";
 import { request } from "node:http";
 import { setTimeout as delay } from "node:timers/promises";
 import { BerthError } from "@berth/core";
@@ -116,16 +116,50 @@ export function queryGeneration(control: ControlListen, timeoutMs = 1_000): Prom
   });
 }
 
-/** Polls until the control server answers `generation`; false when the deadline passed first. */
+/**
+ * Polls until the control server answers `generation`. Stops early with the message when `failed()` reports
+ * one (the master logged that it could not apply the config). False when the deadline passed first.
+ */
 export async function waitForGeneration(
   control: ControlListen,
   generation: string,
   deadline: number,
-): Promise<boolean> {
+  failed: () => Promise<string | undefined> = async () => undefined,
+): Promise<true | { failure: string | undefined }> {
   for (let pause = 5; ; pause = Math.min(pause * 2, 100)) {
     if ((await queryGeneration(control)) === generation) return true;
-    if (Date.now() >= deadline) return false;
+    const failure = await failed();
+    if (failure !== undefined || Date.now() >= deadline) return { failure };
     await delay(pause);
+  }
+}
+
+/** Size of a file now, so that only what is appended afterwards is read. */
+export async function fileSize(path: string): Promise<number> {
+  return stat(path).then(
+    (info) => info.size,
+    () => 0,
+  );
+}
+
+/** The first `[emerg]`/`[alert]` line appended to a log after `offset`, if any. */
+export async function emergencySince(path: string, offset: number): Promise<string | undefined> {
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    handle = await open(path, "r");
+    const size = (await handle.stat()).size;
+    if (size <= offset) return undefined;
+    const buffer = Buffer.alloc(Math.min(size - offset, 65_536));
+    await handle.read(buffer, 0, buffer.length, offset);
+    const line = buffer
+      .toString("utf8")
+      .split("\n")
+      .find((candidate) => /\[(emerg|alert)\]/.test(candidate));
+    return line === undefined ? undefined : parseNginxError(line).message;
+  } catch {
+    return undefined;
+  } finally {
+    await handle?.close();
   }
 }
 

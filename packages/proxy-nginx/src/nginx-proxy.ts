@@ -25,6 +25,8 @@ import {
   verifyCertificatePair,
 } from "./certificates.js";
 import {
+  emergencySince,
+  fileSize,
   isAlive,
   parseNginxError,
   readMasterPid,
@@ -943,8 +945,9 @@ export class NginxProxy implements Proxy {
       return;
     }
     const oldWorkers = await workerPids(pid);
+    const logOffset = await fileSize(master.errorLog);
     process.kill(pid, "SIGHUP");
-    await this.#confirm(master, generation, oldWorkers, output);
+    await this.#confirm(master, generation, oldWorkers, output, logOffset);
   }
 
   async #activateIncluded(generation: string): Promise<void> {
@@ -1004,13 +1007,20 @@ export class NginxProxy implements Proxy {
     generation: string,
     oldWorkers: number[],
     output: Output | undefined,
+    /** Where the master's error log ended before the reload; what it appends after tells why a reload failed. */
+    logOffset?: number,
   ): Promise<void> {
     const timeoutMs = this.#options.reloadTimeoutMs ?? 30_000;
-    if (!(await waitForGeneration(master.control, generation, Date.now() + timeoutMs))) {
-      const log = await errorLogTail(master.errorLog);
+    const switched = await waitForGeneration(master.control, generation, Date.now() + timeoutMs, async () =>
+      master.errorLog && logOffset !== undefined ? emergencySince(master.errorLog, logOffset) : undefined,
+    );
+    if (switched !== true) {
+      const reason = switched.failure ?? (await errorLogTail(master.errorLog));
       throw proxyFailed(
-        `nginx (${master.label}) did not switch to the new config within ${timeoutMs / 1000}s${log ? `: ${log}` : ""}. The previous config is restored.`,
-        { generation },
+        switched.failure
+          ? `nginx (${master.label}) could not apply the new config: ${switched.failure}. The previous config is restored.`
+          : `nginx (${master.label}) did not switch to the new config within ${timeoutMs / 1000}s${reason ? `: ${reason}` : ""}. The previous config is restored.`,
+        { generation, ...(reason ? { reason } : {}) },
       );
     }
     if (oldWorkers.length === 0) return;

@@ -1,6 +1,6 @@
-import { chmod, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
-import { connect } from "node:net";
+import { connect, createServer as createNetServer } from "node:net";
 import { join } from "node:path";
 import {
   type AppSettings,
@@ -215,6 +215,28 @@ describe("proxy-nginx against a real nginx", () => {
       proxyReadTimeout: null,
     });
     expect((await send(httpPort, "shop.test", { method: "POST", body: "x".repeat(4096) })).status).toBe(200);
+  });
+
+  it("puts the previous config back when nginx cannot apply a reload, and says why", async () => {
+    const blocker = createNetServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const address = blocker.address();
+    const busyPort = typeof address === "object" && address ? address.port : 0;
+    const liveBefore = await readlink(plugin.proxy.liveDirectory);
+    const started = Date.now();
+    // `nginx -t` does not bind, so this passes the test and fails only when the master reloads.
+    const error = await failure(platform.ports.add("shop", [`http:${busyPort}:5000`])).finally(() =>
+      blocker.close(),
+    );
+    expect(isBerthError(error, "PROXY_FAILED")).toBe(true);
+    expect((error as Error).message).toContain(
+      `could not apply the new config: bind() to 127.0.0.1:${busyPort}`,
+    );
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(await readlink(plugin.proxy.liveDirectory)).toBe(liveBefore);
+    expect(await get("shop.test")).toMatchObject({ status: 200, body: "shop-v2" });
+    await platform.ports.clear("shop");
+    expect(await get("shop.test")).toMatchObject({ status: 200, body: "shop-v2" });
   });
 
   it("passes X-Forwarded-* and X-Request-Start, and upgrades WebSockets", async () => {
