@@ -6,7 +6,7 @@
 //                                                                                          target: ratio <= 1.2
 // The app's compile step does real work: it generates and xz-compresses its dependencies (examples/buildpacks/vendor).
 //
-//   node bench/herokuish-build.mjs [--runs 3] [--size 1]   (size: MB per dependency, 3 dependencies)
+//   node bench/herokuish-build.mjs [--runs 3] [--size 2]   (size: MB per dependency, 3 dependencies)
 import { cp, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +17,7 @@ import { Output, Platform } from "@berth/core";
 import Docker from "dockerode";
 
 const { values } = parseArgs({
-  options: { runs: { type: "string", default: "3" }, size: { type: "string", default: "1" } },
+  options: { runs: { type: "string", default: "3" }, size: { type: "string", default: "2" } },
 });
 const runs = Number(values.runs);
 const size = Number(values.size);
@@ -44,6 +44,8 @@ platform.use(herokuishBuilder({ buildpacks: [vendorBuildpack] }));
 await platform.apps.create(app);
 const settings = await platform.apps.get(app);
 let version = 0;
+let lastPhases = {};
+const firstPhases = [];
 
 async function berthBuild() {
   version += 1;
@@ -61,6 +63,7 @@ async function berthBuild() {
   const elapsed = performance.now() - started;
   if (!artifact) throw new Error("the vendor buildpack did not claim the app");
   await docker.getImage(artifact.image).remove({ force: true });
+  lastPhases = artifact.metadata?.phases ?? {};
   return elapsed;
 }
 
@@ -100,6 +103,7 @@ try {
   for (let run = 1; run <= runs; run += 1) {
     await rm(join(dataDir, "cache", app), { recursive: true, force: true });
     first.push(await berthBuild());
+    firstPhases.push(lastPhases);
     warm.push(await berthBuild());
     manual.push(await byHand());
     console.log(
@@ -115,9 +119,17 @@ try {
 const firstMedian = median(first);
 const warmMedian = median(warm);
 const manualMedian = median(manual);
-console.log(`\nherokuish build, vendor app (3 deps x ${size} MB generated and xz-compressed), ${runs} runs, medians:`);
+console.log(
+  `\nherokuish build, vendor app (3 deps x ${size} MB generated and xz-compressed), ${runs} runs, medians:`,
+);
 console.log(`  first build (empty cache)        ${seconds(firstMedian)}`);
 console.log(`  rebuild, cache warm              ${seconds(warmMedian)}`);
 console.log(`  warm / first                     ${(warmMedian / firstMedian).toFixed(2)}   (target <= 0.5)`);
 console.log(`  same scripts by hand (cold)      ${seconds(manualMedian)}`);
-console.log(`  Berth first build / by hand      ${(firstMedian / manualMedian).toFixed(2)}   (target <= 1.2)`);
+console.log(
+  `  Berth first build / by hand      ${(firstMedian / manualMedian).toFixed(2)}   (target <= 1.2)`,
+);
+const phaseNames = Object.keys(firstPhases[0] ?? {});
+console.log(
+  `  first build phases (median s)    ${phaseNames.map((name) => `${name} ${median(firstPhases.map((phases) => phases[name] ?? 0)).toFixed(2)}`).join(", ")}`,
+);

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { isBerthError, type Platform } from "@berth/core";
 import { FakeBuilderPlugin } from "@berth/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { HerokuishBuilder } from "./builder.js";
 import { herokuishBuilder } from "./plugin.js";
 import { buildStackImage } from "./stack.js";
 import {
@@ -350,6 +351,15 @@ describe("herokuish builder on the Docker engine", () => {
     expect(await imageExists(`berth/${app}:v1`)).toBe(false);
     const stack = await runOnce("berth/stack:bookworm", ["ls", "/usr/local/bin"]);
     expect(stack.output).not.toContain("evil");
+  });
+
+  it("answers Builder.detect(): .buildpacks or a detecting installed buildpack claims, anything else not", async () => {
+    const builder = new HerokuishBuilder({ dataDir, buildpacks: installed });
+    expect(await builder.detect(await source("buildpack-static"))).toBe(true);
+    expect(await builder.detect(await files({ ".buildpacks": "/srv/anything\n" }))).toBe(true);
+    expect(await builder.detect(await files({ "README.md": "plain" }))).toBe(false);
+    expect(await new HerokuishBuilder({ dataDir }).detect(await source("buildpack-static"))).toBe(false);
+    expect(await containersNamed("berth-build-detect-")).toEqual([]);
   });
 
   it("ranks after a builder tapped at the default stage (the Dockerfile builder's place)", async () => {

@@ -305,6 +305,15 @@ export class HerokuishBuilder implements Builder {
       uid: 0,
     }));
     const cacheDir = this.cacheDirFor(app.name);
+    // Seconds per phase, kept in the artifact's metadata: where a build spends its time.
+    const phases: Record<string, number> = {};
+    let phaseStarted = Date.now();
+    const phase = (name: string) => {
+      const now = Date.now();
+      phases[name] = Number(((now - phaseStarted) / 1000).toFixed(2));
+      phaseStarted = now;
+    };
+    phase("fetch");
     const container = await this.#createContainer(app.name, buildpacks, source, envFiles, cacheDir);
     const onAbort = () => {
       void removeContainer(container);
@@ -315,9 +324,11 @@ export class HerokuishBuilder implements Builder {
     let reported = false;
     try {
       await container.start();
+      phase("container");
       // Detection: over the installed buildpacks, every one is asked so the output can say which matched.
       const detected: Detected[] = [];
       const results = await this.#begin(container, buildpacks);
+      phase("detect");
       for (const [index, buildpack] of buildpacks.entries()) {
         const result = results[index] as DetectResult;
         const label = result.name || buildpack.name;
@@ -401,7 +412,9 @@ export class HerokuishBuilder implements Builder {
         }
       }
 
+      phase("compile");
       const collected = await this.#collect(container, chosen, buildpacks, buildEnv, output);
+      phase("release");
       const releases = collected.releases;
 
       // Later buildpacks win per key: the last one in a multi-buildpack build describes the app best.
@@ -434,6 +447,7 @@ export class HerokuishBuilder implements Builder {
 
       // Save the cache aside now; it replaces the app's cache only once the image is committed.
       await this.#saveCache(container, incomingCache);
+      phase("saveCache");
 
       const runtimeFiles: FilePart[] = Object.entries(processTypes).map(([type, command]) => ({
         to: `usr/local/lib/berth/process/${type}`,
@@ -461,14 +475,11 @@ export class HerokuishBuilder implements Builder {
 
       const image = this.imageFor(app.name, version);
       output.step(`Committing ${image}`);
-      // The container only idles now; a commit needs it stopped, not gracefully.
-      await container.kill().catch((error: { statusCode?: number }) => {
-        if (error.statusCode !== 409) throw error;
-      });
       const [repository, tag] = splitImage(image);
       const commit = container.commit as unknown as (options: object) => Promise<{ Id?: string }>;
       const committed = await commit.call(container, {
-        _query: { container: container.id, repo: repository, tag, pause: false },
+        // The container only idles in a sleep now: pausing it for the commit is enough, no need to stop it.
+        _query: { container: container.id, repo: repository, tag, pause: true },
         _body: {
           Entrypoint: [],
           Cmd: ["/start", "web"],
@@ -484,6 +495,7 @@ export class HerokuishBuilder implements Builder {
           },
         },
       });
+      phase("commit");
       await this.#replaceCache(incomingCache, cacheDir);
       const seconds = (Date.now() - started) / 1000;
       output.detail(`Built in ${seconds.toFixed(1)}s`);
@@ -494,6 +506,7 @@ export class HerokuishBuilder implements Builder {
         detected: chosen.map((entry) => entry.label),
         selectedBy: selection.origin,
         buildSeconds: Number(seconds.toFixed(2)),
+        phases,
       };
       return {
         artifact: {
