@@ -168,8 +168,8 @@ export class NginxProxy implements Proxy {
   #directory: string | undefined;
   #certificates: CertificateStore | undefined;
   #queue: Promise<unknown> = Promise.resolve();
-  /** Fingerprints of what each tier's master runs now (unknown after a restart of this process). */
-  #live: { edge?: string; router?: string } = {};
+  /** Fingerprints of what each tier's master runs now; read from `tiers.json` after a restart of this process. */
+  #live: { edge?: string; router?: string } | undefined;
   #traversableChecked = false;
 
   constructor(options: NginxProxyOptions = {}) {
@@ -853,15 +853,16 @@ export class NginxProxy implements Proxy {
       await rm(generationDir, { recursive: true, force: true });
       throw error;
     }
+    const live = await this.#liveFingerprints();
     const tiers: Tier[] = [];
     if (
-      fingerprints.router !== this.#live.router ||
+      fingerprints.router !== live.router ||
       (await readMasterPid(this.#routerMaster().pidFile)) === undefined
     ) {
       tiers.push("router");
     }
     if (
-      fingerprints.edge !== this.#live.edge ||
+      fingerprints.edge !== live.edge ||
       (this.mode === "own" && (await readMasterPid(this.pidFile)) === undefined)
     ) {
       const removesApps = Object.keys(previousRoutes).some((name) => !(name in change.routes));
@@ -869,14 +870,14 @@ export class NginxProxy implements Proxy {
       else tiers.push("edge");
     }
     const previous = await this.#liveGeneration();
-    const before = { ...this.#live };
+    const before = { ...live };
     await this.#swap(generation);
     const activated: Tier[] = [];
     try {
       for (const tier of tiers) {
         activated.push(tier);
         await this.#activate(tier, generation, change.output);
-        this.#live[tier] = fingerprints[tier];
+        live[tier] = fingerprints[tier];
       }
     } catch (error) {
       this.#live = before;
@@ -894,7 +895,25 @@ export class NginxProxy implements Proxy {
       throw error;
     }
     await writeFileAtomic(join(this.directory, "routes.json"), `${JSON.stringify(change.routes, null, 2)}\n`);
+    // Remembered across restarts of this process, so its first deploy does not reload the edge needlessly.
+    await writeFileAtomic(join(this.directory, "tiers.json"), `${JSON.stringify(live)}\n`);
     await this.#prune(generation, previous);
+  }
+
+  async #liveFingerprints(): Promise<{ edge?: string; router?: string }> {
+    if (!this.#live) {
+      const text = await readFile(join(this.directory, "tiers.json"), "utf8").catch(() => "{}");
+      try {
+        const parsed = JSON.parse(text) as { edge?: unknown; router?: unknown };
+        this.#live = {
+          ...(typeof parsed.edge === "string" ? { edge: parsed.edge } : {}),
+          ...(typeof parsed.router === "string" ? { router: parsed.router } : {}),
+        };
+      } catch {
+        this.#live = {};
+      }
+    }
+    return this.#live;
   }
 
   async #test(generationDir: string, config: "nginx.conf" | "router.conf"): Promise<void> {

@@ -115,6 +115,38 @@ describe("proxy-nginx against a real nginx", () => {
     expect(await workers(routerPidFile)).not.toBe(routerBefore);
   });
 
+  it("remembers what the edge runs across a restart of the Berth process", async () => {
+    const edgeWorkers = async () => {
+      const master = (await readFile(plugin.proxy.pidFile, "utf8")).trim();
+      return (await readFile(`/proc/${master}/task/${master}/children`, "utf8")).trim();
+    };
+    const before = await edgeWorkers();
+    // A second platform on the same data dir stands for the Berth daemon after a restart.
+    const restarted = new NginxProxyPlugin({
+      httpPort,
+      httpsPort,
+      listenAddress: "127.0.0.1",
+      globalDomain: "apps.test",
+      workerProcesses: 1,
+    });
+    const other = new Platform({
+      dataDir,
+      defaults: { scheduler: "fake", proxy: "nginx" },
+      checks: { uptime: 0 },
+    });
+    const scheduler = new FakeSchedulerPlugin();
+    other.use(new FakeBuilderPlugin()).use(scheduler).use(restarted);
+    const source = await sourceFrom({ "body.txt": "blog-restarted", Procfile: "web: serve" });
+    await other.deploy("blog", source);
+    await rm(source.dir, { recursive: true, force: true });
+    expect(await get("blog.test")).toMatchObject({ status: 200, body: "blog-restarted" });
+    expect(await edgeWorkers()).toBe(before);
+    // Back to the first platform's instances, which it still serves from.
+    await deploy("blog", "blog-v1");
+    await scheduler.scheduler.removeApp("blog");
+    expect(await get("blog.test")).toMatchObject({ status: 200, body: "blog-v1" });
+  });
+
   it("follows domains added and removed, and an app rename", async () => {
     await platform.domains.add("shop", ["www.shop.test"]);
     expect(await get("www.shop.test")).toMatchObject({ status: 200, body: "shop-v2" });
