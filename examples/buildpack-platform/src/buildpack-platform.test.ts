@@ -1,11 +1,12 @@
 import { execFile } from "node:child_process";
-import { cp, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { chmod, cp, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { buildStackImage, setBuildpacks } from "@berth/builder-herokuish";
 import { collectOutput, isBerthError, type Platform, type Source } from "@berth/core";
+import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createBuildpackPlatform } from "./index.js";
 
@@ -13,12 +14,14 @@ const run = promisify(execFile);
 const examples = fileURLToPath(new URL("../../", import.meta.url));
 const buildpack = (name: string) => join(examples, "buildpacks", name);
 const suffix = process.pid.toString(36);
+const docker = new Docker({ socketPath: "/var/run/docker.sock" });
 const apps = {
   static: `bp-static-${suffix}`,
   procfile: `bp-procfile-${suffix}`,
   vendor: `bp-vendor-${suffix}`,
   multi: `bp-multi-${suffix}`,
   pinned: `bp-pinned-${suffix}`,
+  broken: `bp-broken-${suffix}`,
 };
 const cleanup: string[] = [];
 let dataDir: string;
@@ -195,4 +198,95 @@ describe("buildpack apps on the Docker scheduler", () => {
     const state = await platform.apps.state(apps.pinned);
     expect(state.currentRelease).toBe("v1");
   });
+
+  it("runs /start for unknown types with a clear failure, and the web pipeline's output reaches the logs", async () => {
+    const lines: string[] = [];
+    await platform.logs(apps.procfile, { processType: "web", tail: 20 }, (line) => lines.push(line.line));
+    expect(lines.some((line) => line.includes("serving on"))).toBe(true);
+    const ran = collectOutput();
+    const result = await platform.run(apps.procfile, "/start clock", {
+      onOutput: (chunk) => ran.output.stream(chunk),
+    });
+    ran.output.flush();
+    expect(result.exitCode).not.toBe(0);
+    expect(ran.text()).toContain('berth: unknown process type "clock"; this release defines: web worker');
+  });
+
+  it("fails clearly, leaving nothing behind, when no buildpack matches, a URL is unreachable, detect is not executable or compile writes outside BUILD_DIR", async () => {
+    const app = apps.broken;
+    const first = await deploy(app, await sourceOf("buildpack-static"));
+    expect(first.error).toBeUndefined();
+    const containersBefore = await appContainers(app);
+    const imagesBefore = await appImages(app);
+
+    await platform.apps.configure(app, { builder: "herokuish" });
+    const nothing = await deploy(
+      app,
+      await sourceOf("buildpack-static", {}).then(async (source) => {
+        await rm(join(source.dir, "index.html"));
+        await writeFile(join(source.dir, "README.md"), "nothing any buildpack knows\n");
+        return source;
+      }),
+    );
+    expect(isBerthError(nothing.error, "BUILD_FAILED")).toBe(true);
+    expect(nothing.output).toContain("-----> Unable to select a buildpack");
+    expect(nothing.output).toContain(
+      `Tried, in order: ${buildpack("static")}, ${buildpack("vendor")}, ${buildpack("procfile")}`,
+    );
+
+    await platform.config.set(
+      app,
+      { BUILDPACK_URL: "https://127.0.0.1:9/nobody/buildpack.git" },
+      { restart: false },
+    );
+    const unreachable = await deploy(app, await sourceOf("buildpack-static"));
+    expect(isBerthError(unreachable.error, "BUILD_FAILED")).toBe(true);
+    expect((unreachable.error as Error).message).toContain(
+      "Could not fetch buildpack https://127.0.0.1:9/nobody/buildpack.git: ",
+    );
+
+    const noExec = await mkdtemp(join(tmpdir(), "berth-test-bp-noexec-"));
+    cleanup.push(noExec);
+    await cp(buildpack("static"), noExec, { recursive: true });
+    await chmod(join(noExec, "bin", "detect"), 0o644);
+    await platform.config.set(app, { BUILDPACK_URL: noExec }, { restart: false });
+    const notExecutable = await deploy(app, await sourceOf("buildpack-static"));
+    expect(isBerthError(notExecutable.error, "BUILD_FAILED")).toBe(true);
+    expect((notExecutable.error as Error).message).toContain("bin/detect is not executable");
+
+    const outside = await mkdtemp(join(tmpdir(), "berth-test-bp-outside-"));
+    cleanup.push(outside);
+    await cp(buildpack("static"), outside, { recursive: true });
+    await writeFile(
+      join(outside, "bin", "compile"),
+      "#!/usr/bin/env bash\nset -e\necho 'rooting around' > /etc/motd\n",
+      { mode: 0o755 },
+    );
+    await platform.config.set(app, { BUILDPACK_URL: outside }, { restart: false });
+    const escaped = await deploy(app, await sourceOf("buildpack-static"));
+    expect(isBerthError(escaped.error, "BUILD_FAILED")).toBe(true);
+    expect(escaped.output).toContain("/etc/motd: Permission denied");
+    expect(escaped.output).toContain("Buildpacks run as an unprivileged user");
+
+    // Every failure: v1 still serves, no release was added, no container or image of the attempts remains.
+    expect(await web(app)).toContain("Hello from a static buildpack app");
+    expect((await platform.releases.list(app)).map((release) => release.id)).toEqual(["v1"]);
+    expect(await appContainers(app)).toEqual(containersBefore);
+    expect(await appImages(app)).toEqual(imagesBefore);
+    expect(
+      (await docker.listContainers({ all: true })).some((container) =>
+        container.Names.some((name) => name.startsWith(`/berth-build-${app}-`)),
+      ),
+    ).toBe(false);
+  });
 });
+
+async function appContainers(app: string): Promise<string[]> {
+  const containers = await docker.listContainers({ all: true, filters: { label: [`berth.app=${app}`] } });
+  return containers.map((container) => container.Id).sort();
+}
+
+async function appImages(app: string): Promise<string[]> {
+  const images = await docker.listImages({ filters: { reference: [`berth/${app}:*`] } });
+  return images.flatMap((image) => image.RepoTags ?? []).sort();
+}

@@ -36,6 +36,11 @@ key=$(printf '%s\n%s\n%s\n' "$suite" "$mirror" "$packages" | sha256sum | cut -c1
 tarball="$cache/stack-rootfs-$suite-$key.tar"
 base="berth/stack-rootfs:$suite-$key"
 
+# One build at a time per cache (parallel test runs on a fresh machine would otherwise debootstrap twice).
+mkdir -p "$cache"
+exec 9>"$cache/build-stack.lock"
+flock 9
+
 if [ "${BERTH_STACK_REBUILD:-0}" = 1 ]; then rm -f "$tarball"; docker image rm "$base" >/dev/null 2>&1 || true; fi
 
 if ! docker image inspect "$base" >/dev/null 2>&1; then
@@ -43,7 +48,6 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
     command -v debootstrap >/dev/null || { echo "build-stack: debootstrap is not installed (apt-get install debootstrap)" >&2; exit 1; }
     [ "$(id -u)" = 0 ] || { echo "build-stack: debootstrap needs root" >&2; exit 1; }
     say "Debootstrapping a $suite rootfs from $mirror (once; cached in $tarball)"
-    mkdir -p "$cache"
     rootfs=$(mktemp -d "$cache/rootfs.XXXXXX")
     trap 'rm -rf "$rootfs" "$tarball.partial"' EXIT
     debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" > "$rootfs.log" 2>&1 || {
