@@ -33,6 +33,8 @@ const ssh2DefaultImport = {
 export default defineConfig(
   packageBuild({
     entry: { index: "src/index.ts", bin: "src/bin.ts" },
+    // Separate chunks keep the daemon and the Docker client out of the CLI's start-up.
+    splitting: true,
     noExternal: ["@berth/git"],
     external: ["ssh2", "simple-git"],
     esbuildPlugins: [ssh2DefaultImport],

@@ -8,7 +8,6 @@ import { formatDuration } from "./commands/format.js";
 import { formatHelp, parseCommandArguments } from "./commands/parse.js";
 import type { CommandDefinition, CommandInput } from "./commands/types.js";
 import { loadConfig } from "./config.js";
-import { runDoctor } from "./doctor.js";
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -103,6 +102,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     if (name === "doctor") {
       const options = await clientOptions(globals, io.env).catch(() => undefined);
       const config = await loadConfig(globals.config).catch(() => undefined);
+      // Loaded on demand: the Docker client is heavy and every other command starts faster without it.
+      const { runDoctor } = await import("./doctor.js");
       return await runDoctor({
         io,
         json: args.includes("--json"),

@@ -29,5 +29,6 @@ export {
 } from "./config.js";
 export { BerthDaemon, type Composition, type DaemonOptions, startDaemon } from "./daemon.js";
 export { type DoctorCheck, doctorChecks } from "./doctor.js";
-export { ImageBuilderPlugin, imageBuilder, validateImageReference } from "./image-builder.js";
+export { ImageBuilderPlugin, imageBuilder } from "./image-builder.js";
+export { validateImageReference } from "./image-reference.js";
 export type * from "./services.js";

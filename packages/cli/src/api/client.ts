@@ -1,6 +1,5 @@
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { BerthError } from "@berth/core";
-import { pack } from "tar-fs";
 import type { CommandInput } from "../commands/types.js";
 
 export interface ClientOptions {
@@ -62,13 +61,15 @@ export class BerthClient {
     }
   }
 
-  #send(
+  async #send(
     method: string,
     path: string,
     body: string | undefined,
     options: CommandCallOptions,
   ): Promise<IncomingMessage> {
     const { socket, url, token } = this.#options;
+    // Only uploads need tar; every other command starts without loading it.
+    const pack = options.uploadDir ? (await import("tar-fs")).pack : undefined;
     const target = url ? new URL(path, url) : undefined;
     return new Promise((resolve, reject) => {
       const outgoing = httpRequest(
@@ -97,11 +98,12 @@ export class BerthClient {
           ),
         );
       });
-      if (options.uploadDir) {
+      if (options.uploadDir && pack) {
         const tar = pack(options.uploadDir, {
-          ignore: (name) => /(^|\/)(\.git|node_modules)(\/|$)/.test(name.slice(options.uploadDir!.length)),
+          ignore: (name: string) =>
+            /(^|\/)(\.git|node_modules)(\/|$)/.test(name.slice(options.uploadDir!.length)),
         });
-        tar.on("error", (error) => outgoing.destroy(error));
+        tar.on("error", (error: Error) => outgoing.destroy(error));
         tar.pipe(outgoing);
       } else {
         outgoing.end(body);

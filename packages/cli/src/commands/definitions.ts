@@ -17,9 +17,8 @@ import {
   validateDomain,
   validateProcessType,
 } from "@berth/core";
-import { extract } from "tar-fs";
 import { validateCredentialName } from "../api-tokens.js";
-import { validateImageReference } from "../image-builder.js";
+import { validateImageReference } from "../image-reference.js";
 import { formatTable, shellQuote } from "./format.js";
 import type { CommandContext, CommandDefinition, CommandInput } from "./types.js";
 
@@ -97,6 +96,7 @@ async function receiveUpload(context: CommandContext): Promise<string> {
       "INVALID_SOURCE",
       "deploy --from-dir needs the directory's tar as the request body.",
     );
+  const { extract } = await import("tar-fs");
   const dir = await mkdtemp(join(tmpdir(), "berth-upload-"));
   try {
     await pipeline(

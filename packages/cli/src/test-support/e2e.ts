@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -215,9 +215,11 @@ export class TestDaemon {
   /** Stops the daemon, its nginx, and removes the data dir (apps must be destroyed by the test). */
   async dispose(): Promise<void> {
     await this.stop();
-    const pidFile = join(this.dataDir, "nginx", "run", "nginx.pid");
-    const pid = Number((await run("cat", [pidFile]).catch(() => ({ stdout: "" }))).stdout.trim());
-    if (pid > 0) {
+    // Berth's nginx masters (edge and router) outlive the daemon by design; the test ends them by their pid files.
+    const runDir = join(this.dataDir, "nginx", "run");
+    for (const file of (await readdir(runDir).catch(() => [])).filter((name) => name.endsWith(".pid"))) {
+      const pid = Number((await readFile(join(runDir, file), "utf8").catch(() => "")).trim());
+      if (!(pid > 0)) continue;
       try {
         process.kill(pid, "SIGQUIT");
         await waitFor(
