@@ -139,7 +139,7 @@ for (let attempt = 0; ; attempt += 1) {
   try {
     await berth("apps:list");
     break;
-  } catch (error) {
+  } catch {
     if (attempt > 200) throw new Error(`the daemon did not start:\n${daemonLog}`);
     await sleep(100);
   }

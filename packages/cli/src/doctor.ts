@@ -196,7 +196,7 @@ export async function runDoctor(options: {
     for (const check of checks) {
       const mark = !check.ok ? "✗" : check.warning ? "!" : "✓";
       options.io.stdout(
-        `${mark} ${check.name.padEnd(22)} ${check.detail}${check.fix ? `\n  ${"".padEnd(22)} fix: ${check.fix}` : ""}\n`,
+        `${mark} ${check.name.padEnd(26)} ${check.detail}${check.fix ? `\n  ${"".padEnd(26)} fix: ${check.fix}` : ""}\n`,
       );
     }
   }
