@@ -1,3 +1,4 @@
+import { rename, rm } from "node:fs/promises";
 import type { BerthPlugin, Platform } from "@berth/core";
 import { HerokuishBuilder, type HerokuishBuilderOptions, PLUGIN_NAME } from "./builder.js";
 
@@ -30,6 +31,17 @@ export class HerokuishBuilderPlugin implements BerthPlugin {
         return context.builder === builder.name ? builder.build(context) : undefined;
       }
       return builder.buildIfClaimed(context);
+    });
+    // An app's build cache follows the app: renamed with it, removed with it.
+    platform.hooks.appRenamed.tapPromise(this.name, async ({ from, app }) => {
+      await rename(builder.cacheDirFor(from), builder.cacheDirFor(app.name)).catch(
+        (error: NodeJS.ErrnoException) => {
+          if (error.code !== "ENOENT") throw error;
+        },
+      );
+    });
+    platform.hooks.appDestroyed.tapPromise(this.name, async ({ app }) => {
+      await rm(builder.cacheDirFor(app.name), { recursive: true, force: true });
     });
   }
 }

@@ -1,7 +1,9 @@
-import { rm } from "node:fs/promises";
+import { mkdir, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { isBerthError, Platform } from "@berth/core";
 import { temporaryDirectory } from "@berth/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { herokuishBuilder } from "./plugin.js";
 import { addBuildpack, clearBuildpacks, listBuildpacks, removeBuildpack, setBuildpacks } from "./settings.js";
 
 let dataDir: string;
@@ -10,6 +12,7 @@ let platform: Platform;
 beforeAll(async () => {
   dataDir = await temporaryDirectory();
   platform = new Platform({ dataDir, defaults: { scheduler: "none" } });
+  platform.use(herokuishBuilder());
   await platform.apps.create("listed");
 });
 
@@ -49,5 +52,20 @@ describe("an app's buildpack list", () => {
       expect(isBerthError(failure, "INVALID_SETTING")).toBe(true);
     }
     expect(await listBuildpacks(platform, "listed")).toEqual(["/srv/buildpacks/a"]);
+  });
+});
+
+describe("an app's build cache", () => {
+  it("moves with a renamed app and goes with a destroyed one", async () => {
+    await platform.apps.create("cached");
+    const cache = join(dataDir, "cache", "cached");
+    await mkdir(cache, { recursive: true });
+    await writeFile(join(cache, "packages.tgz"), "cached work");
+    await platform.apps.rename("cached", "renamed");
+    const moved = join(dataDir, "cache", "renamed");
+    expect((await stat(join(moved, "packages.tgz"))).isFile()).toBe(true);
+    expect(await stat(cache).catch(() => undefined)).toBeUndefined();
+    await platform.apps.destroy("renamed");
+    expect(await stat(moved).catch(() => undefined)).toBeUndefined();
   });
 });
