@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
-import { readdir, stat } from "node:fs/promises";
+import { cp, readdir, stat } from "node:fs/promises";
 import { request } from "node:http";
+import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -8,6 +9,7 @@ import {
   docker,
   getByHost,
   makeKey,
+  REPO_DIR,
   runProgram,
   sshCommand,
   TestDaemon,
@@ -298,6 +300,89 @@ describe("berth end to end (daemon, git, Docker, nginx)", () => {
     expect(fromImage.code, fromImage.stderr).toBe(0);
     expect(fromImage.stdout).toContain("Releasing image");
     expect(await served()).toBe("Hello after crash");
+  });
+
+  it("rebuilds from git, serves HTTPS with a generated certificate, runs cron entries, deploys a tar over SSH", async () => {
+    await source.write("Hello with cron", {
+      appJson: { cron: [{ schedule: "*/5 * * * *", command: "echo cron-ran-$BERTH_TEST_MARK" }] },
+    });
+    await source.commit("cron");
+    expect((await pushSsh(source, admin.privateKey)).code).toBe(0);
+    const rebuilt = await daemon.berth(["ps:rebuild", app]);
+    expect(rebuilt.code, rebuilt.stderr).toBe(0);
+    expect(rebuilt.stdout).toContain("Building");
+    expect(await served()).toBe("Hello with cron");
+
+    const entries = json<Array<{ id: string; schedule: string; command: string }>>(
+      (await daemon.berth(["cron:list", app, "--json"])).stdout,
+    );
+    expect(entries).toHaveLength(1);
+    expect(entries[0]).toMatchObject({ schedule: "*/5 * * * *" });
+    const cron = await daemon.berth(["cron:run", app, entries[0]?.id as string]);
+    expect(cron).toMatchObject({ code: 0 });
+    expect(cron.stdout).toContain("cron-ran-mark-1");
+
+    const certificate = await daemon.berth(["certs:generate", app]);
+    expect(certificate.code, certificate.stderr).toBe(0);
+    const secure = await new Promise<{ status: number; body: string }>((resolveCall, reject) => {
+      const outgoing = httpsRequest(
+        {
+          host: "127.0.0.1",
+          port: daemon.ports.https,
+          servername: host,
+          headers: { host },
+          rejectUnauthorized: false,
+        },
+        (response) => {
+          let body = "";
+          response.on("data", (chunk) => {
+            body += chunk;
+          });
+          response.on("end", () => resolveCall({ status: response.statusCode ?? 0, body }));
+        },
+      );
+      outgoing.on("error", reject);
+      outgoing.end();
+    });
+    expect(secure).toMatchObject({ status: 200, body: "Hello with cron\n" });
+    expect((await daemon.berth(["certs:remove", app])).code).toBe(0);
+
+    // `tar c . | ssh berth@host deploy APP --from-dir -`
+    await source.write("Hello from a tarball");
+    const tarball = await runProgram("sh", [
+      "-c",
+      `tar -C "$1" --exclude=.git -c . | ssh ${sshCommand(admin.privateKey, daemon.ports.ssh).join(" ")} berth@127.0.0.1 deploy ${app} --from-dir -`,
+      "sh",
+      source.dir,
+    ]);
+    expect(tarball.code, tarball.stderr).toBe(0);
+    expect(tarball.stdout).toContain("Release: v");
+    expect(await served()).toBe("Hello from a tarball");
+  });
+
+  it("deploys a buildpack app pushed over SSH (builder-herokuish on the stack image)", async () => {
+    const buildpackApp = uniqueName("e2e-bp");
+    expect((await daemon.berth(["apps:create", buildpackApp])).code).toBe(0);
+    expect(
+      (
+        await daemon.berth([
+          "buildpacks:set",
+          buildpackApp,
+          join(REPO_DIR, "examples", "buildpacks", "static"),
+        ])
+      ).code,
+    ).toBe(0);
+    const staticSource = await AppSource.create(daemon.root, buildpackApp);
+    await cp(join(REPO_DIR, "examples", "apps", "buildpack-static"), staticSource.dir, { recursive: true });
+    await staticSource.commit("static");
+    const push = await pushSsh(staticSource, admin.privateKey, buildpackApp);
+    expect(push.code, push.stderr).toBe(0);
+    expect(push.stderr).toContain("buildpack");
+    expect((await served(`${buildpackApp}.berth.localhost`)).toLowerCase()).toContain(
+      "hello from a static buildpack app",
+    );
+    expect((await daemon.berth(["apps:destroy", buildpackApp, "--force"])).code).toBe(0);
+    expect(await appContainers(buildpackApp)).toEqual([]);
   });
 
   it("apps:destroy removes containers, images, vhost, repository and state", async () => {

@@ -264,7 +264,7 @@ export class AppSource {
    */
   async write(
     body: string,
-    options: { dockerfileExtra?: string; checkDelaySeconds?: number } = {},
+    options: { dockerfileExtra?: string; checkDelaySeconds?: number; appJson?: Record<string, unknown> } = {},
   ): Promise<void> {
     await rm(join(this.dir, "www"), { recursive: true, force: true });
     await mkdir(join(this.dir, "www", "cgi-bin"), { recursive: true });
@@ -289,6 +289,7 @@ export class AppSource {
     await writeFile(
       join(this.dir, "app.json"),
       JSON.stringify({
+        ...options.appJson,
         healthchecks: {
           web: [
             {
