@@ -70,6 +70,10 @@ export function createHooks() {
     domainsChanged: new AsyncSeriesHook<[{ app: AppSettings; previous: string[] }]>(["context"]),
     /** The app's port mappings changed; the proxy re-renders its routes. */
     portsChanged: new AsyncSeriesHook<[{ app: AppSettings }]>(["context"]),
+    /** The app's processes were stopped (`ps.stop`); proxies answer 503 until it starts again. */
+    appStopped: new AsyncSeriesHook<[{ app: AppSettings }]>(["context"]),
+    /** The app's stopped processes were started again (`ps.start`). */
+    appStarted: new AsyncSeriesHook<[{ app: AppSettings }]>(["context"]),
     /** The app's scale changed and the new formation is serving. */
     scaled: new AsyncSeriesHook<[{ app: AppSettings; formation: Record<string, number> }]>(["context"]),
     /** The app's settings changed (a plugin setting, a selected builder). */

@@ -643,12 +643,14 @@ export class Platform {
       this.#mutate(name, "stop", options, async (app) => {
         await this.schedulerFor(app).stop(name);
         await this.store.writeState(name, { ...(await this.store.readState(name)), stopped: true });
+        await this.hooks.appStopped.promise({ app });
         this.events.emit("app.stopped", name);
       }),
     start: async (name: string, options: OperationOptions = {}) =>
       this.#mutate(name, "start", options, async (app) => {
         await this.schedulerFor(app).start(name);
         await this.store.writeState(name, { ...(await this.store.readState(name)), stopped: false });
+        await this.hooks.appStarted.promise({ app });
         this.events.emit("app.started", name);
       }),
     restart: (name: string, options: OperationOptions = {}) => this.restart(name, options),

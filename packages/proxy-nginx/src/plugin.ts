@@ -37,6 +37,14 @@ export class NginxProxyPlugin implements BerthPlugin {
     hooks.settingsChanged.tapPromise(this.name, async ({ app, previous }) => {
       await proxy.settingsChanged(app, previous);
     });
+    // A stopped app answers 503, and a started one gets its instances' new endpoints: both come from the
+    // store and the scheduler's live status, which is what reconcile renders.
+    hooks.appStopped.tapPromise(this.name, async ({ app }) => {
+      if (proxy.handles(app)) await proxy.reconcile();
+    });
+    hooks.appStarted.tapPromise(this.name, async ({ app }) => {
+      if (proxy.handles(app)) await proxy.reconcile();
+    });
     hooks.reconcile.tapPromise(this.name, async ({ output }) => {
       await proxy.reconcile(output);
     });

@@ -173,6 +173,15 @@ describe("proxy-nginx against a real nginx", () => {
     expect((await plugin.proxy.status("blog")).upstreams).toHaveLength(2);
   });
 
+  it("answers 503 while an app is stopped, and serves its new endpoints once started", async () => {
+    await platform.ps.stop("blog");
+    const stopped = await get("blog.test");
+    expect(stopped.status).toBe(503);
+    expect(await get("shop.test")).toMatchObject({ status: 200, body: "shop-v2" });
+    await platform.ps.start("blog");
+    expect(await get("blog.test")).toMatchObject({ status: 200, body: "blog-v1" });
+  });
+
   it("rejects hostile domains before any file changes", async () => {
     const before = await snapshot(plugin.proxy.directory);
     const hostile = [
