@@ -247,6 +247,18 @@ describe("DockerScheduler on a real engine", () => {
 
   it("brings a killed web instance back through the restart policy", async () => {
     const [before] = await platform.ps.status(app);
+    const controller = new AbortController();
+    const followed: string[] = [];
+    const following = platform.logs(
+      app,
+      { processType: "web", tail: 1, follow: true, signal: controller.signal },
+      (line) => {
+        followed.push(`${line.source} ${line.line}`);
+        if (followed.length === 2) controller.abort();
+      },
+    );
+    // The last line so far arrives once following is set up; only then does the process crash.
+    await poll("following the logs", async () => (followed.length > 0 ? true : undefined));
     // A crash, not `docker kill` (which the engine counts as a manual stop): the process dies with SIGKILL,
     // exits non-zero, and on-failure restarts it; its engine-assigned port may change.
     await run("docker", ["exec", before?.id ?? "", "sh", "-c", "kill -9 $(pidof httpd)"]);
@@ -256,6 +268,12 @@ describe("DockerScheduler on a real engine", () => {
     });
     expect(after.id).toBe(before?.id);
     expect(await poll("web.1 answering", () => get(after.endpoint))).toEqual({ status: 200, body: "hello" });
+    // Following logs carries on across the restart, without repeating what came before it.
+    await poll("the restarted instance's first line", async () =>
+      controller.signal.aborted ? true : undefined,
+    );
+    await following;
+    expect(followed).toEqual(["web.1 web-started", "web.1 web-started"]);
   });
 
   it("commits a predeploy script into the release image without baking the config into it", async () => {

@@ -356,31 +356,126 @@ export class DockerScheduler implements Scheduler {
       for (const line of collected) onLine(line);
       return;
     }
+    await this.#followLogs(app, options, request, onLine);
+  }
+
+  /**
+   * `logs --tail`: every current instance, and — while the signal is not aborted — every instance that starts
+   * later (a deploy, a scale, a restart by the restart policy), as `heroku logs --tail` does. Without a signal it
+   * ends when the current instances stop.
+   */
+  async #followLogs(
+    app: string,
+    options: LogsOptions,
+    request: { stdout: boolean; stderr: boolean; timestamps: boolean; tail?: number },
+    onLine: (line: LogLine) => void,
+  ): Promise<void> {
     const signal = options.signal;
-    const streams = await Promise.all(
-      containers.map(async (container) => {
-        const stream = await tolerateMissing(
-          this.docker.getContainer(container.id).logs({ ...request, follow: true }),
-        );
-        if (!stream) return undefined;
-        const source = sourceOf(container);
-        const splitter = new LineSplitter((text) => onLine({ source, ...definedTime(splitTimestamp(text)) }));
-        const demuxer = new DockerStreamDemuxer((_stream, payload) => splitter.push(payload));
-        stream.on("data", (chunk: Buffer) => demuxer.push(chunk));
-        stream.on("end", () => splitter.flush());
-        return stream;
-      }),
-    );
-    const open = streams.filter((stream): stream is NodeJS.ReadableStream => stream !== undefined);
-    const stopAll = () => {
-      for (const stream of open) (stream as NodeJS.ReadableStream & { destroy(): void }).destroy();
+    type Closable = NodeJS.ReadableStream & { destroy(): void };
+    const following = new Map<string, Closable | undefined>();
+    const wanted = (labels: Record<string, string>) =>
+      labels[LABELS.processType] !== undefined &&
+      (options.processType === undefined || labels[LABELS.processType] === options.processType);
+    // Docker ends a follow stream when its container stops; the restart policy may start it again before or
+    // after that end is seen. Each instance is followed again from just after the last line already given.
+    const restarted = new Set<string>();
+    const lastSeen = new Map<string, string>();
+    const emptyStreams = new Map<string, number>();
+    const follow = async (id: string, labels: Record<string, string>, initial: boolean): Promise<void> => {
+      if (signal?.aborted) return;
+      if (following.has(id)) {
+        restarted.add(id);
+        return;
+      }
+      following.set(id, undefined);
+      const last = lastSeen.get(id);
+      const stream = (await tolerateMissing(
+        this.docker.getContainer(id).logs({
+          stdout: request.stdout,
+          stderr: request.stderr,
+          timestamps: request.timestamps,
+          follow: true,
+          // `tail` applies to what ran before the call; an instance seen before resumes after its last line.
+          ...(last !== undefined
+            ? { since: unixSeconds(last) }
+            : initial && request.tail !== undefined
+              ? { tail: request.tail }
+              : {}),
+        }),
+      )) as Closable | undefined;
+      if (!stream || signal?.aborted) {
+        following.delete(id);
+        stream?.destroy();
+        return;
+      }
+      following.set(id, stream);
+      const source = `${labels[LABELS.processType]}.${labels[LABELS.index]}`;
+      let delivered = false;
+      const splitter = new LineSplitter((text) => {
+        const line = { source, ...definedTime(splitTimestamp(text)) };
+        const seen = lastSeen.get(id);
+        // Docker's timestamps have a fixed width, so text order is time order.
+        if (line.time !== undefined && seen !== undefined && line.time <= seen) return;
+        if (line.time !== undefined) lastSeen.set(id, line.time);
+        delivered = true;
+        onLine(line);
+      });
+      const demuxer = new DockerStreamDemuxer((_stream, payload) => splitter.push(payload));
+      stream.on("data", (chunk: Buffer) => demuxer.push(chunk));
+      await streamFinished(stream, 2 ** 31 - 1);
+      splitter.flush();
+      following.delete(id);
+      if (!signal || signal.aborted) return;
+      if (restarted.delete(id)) return follow(id, labels, false);
+      // The start event may have come before the engine could serve the new stream: look again, but never
+      // spin on a stream that keeps ending without a line.
+      const emptyEnds = delivered ? 0 : (emptyStreams.get(id) ?? 0) + 1;
+      emptyStreams.set(id, emptyEnds);
+      const info = await this.#inspect(id);
+      if (info?.State.Running && !info.State.Restarting && emptyEnds <= 1) return follow(id, labels, false);
     };
-    if (signal?.aborted) stopAll();
-    signal?.addEventListener("abort", stopAll, { once: true });
+
+    // Subscribed before listing, so an instance starting in between is not missed (`following` drops doubles).
+    const events = signal
+      ? ((await this.docker.getEvents({
+          filters: { type: ["container"], event: ["start"], label: [`${LABELS.app}=${app}`] },
+        })) as Closable)
+      : undefined;
+    const pending: Promise<void>[] = [];
+    events?.on(
+      "data",
+      (
+        (splitter) => (chunk: Buffer) =>
+          splitter.push(chunk)
+      )(
+        new LineSplitter((line) => {
+          const event = parseEvent(line);
+          if (event && wanted(event.labels)) pending.push(follow(event.id, event.labels, false));
+        }),
+      ),
+    );
+    const containers = (await this.#list({ app, instancesOnly: true })).filter((container) =>
+      wanted(container.labels),
+    );
+    const current = containers.map((container) => follow(container.id, container.labels, true));
+    if (!signal) {
+      await Promise.all(current);
+      return;
+    }
+    const stopAll = () => {
+      events?.destroy();
+      for (const stream of following.values()) stream?.destroy();
+    };
+    if (signal.aborted) stopAll();
+    signal.addEventListener("abort", stopAll, { once: true });
     try {
-      await Promise.all(open.map((stream) => streamFinished(stream, 2 ** 31 - 1)));
+      await new Promise<void>((resolve) => {
+        if (signal.aborted) resolve();
+        signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+      await Promise.all([...current, ...pending]);
     } finally {
-      signal?.removeEventListener("abort", stopAll);
+      signal.removeEventListener("abort", stopAll);
     }
   }
 
@@ -992,6 +1087,23 @@ async function tolerateMissing<T>(work: Promise<T>): Promise<T | undefined> {
     if (statusCode(error) === 404) return undefined;
     throw error;
   }
+}
+
+/** A container `start` event from the engine's event stream: which container, with which labels. */
+function parseEvent(line: string): { id: string; labels: Record<string, string> } | undefined {
+  try {
+    const event = JSON.parse(line) as { id?: string; Actor?: { Attributes?: Record<string, string> } };
+    return event.id ? { id: event.id, labels: event.Actor?.Attributes ?? {} } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `2026-01-02T03:04:05.123456789Z` → `1767323045.123456789`, the form Docker's `since` takes. */
+function unixSeconds(time: string): string {
+  const match = /^(.*?)(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$/.exec(time);
+  const seconds = Math.floor(Date.parse(`${match?.[1] ?? time}${match?.[3] ?? ""}`) / 1000);
+  return `${seconds}.${(match?.[2] ?? "").padEnd(9, "0").slice(0, 9)}`;
 }
 
 function definedTime(parts: { time: string | undefined; line: string }): { line: string; time?: string } {
