@@ -87,7 +87,24 @@ const sshEnv = {
   GIT_SSH_COMMAND: `ssh -i ${join(root, "key")} -p ${ssh.port} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR`,
 };
 
-const samples = { file: [], http: [], ssh: [] };
+// The same over HTTP with sources extracted to tmpfs (`workDir`), to show what writing 1,000 files to disk costs.
+const tmpfs = "/dev/shm";
+const shmPlatform = new Platform({
+  dataDir: join(root, "data-shm"),
+  defaults: { scheduler: "fake", proxy: "fake" },
+  checks: { uptime: 0 },
+});
+const shmWork = await mkdtemp(join(tmpfs, "berth-bench-work-"));
+const shmGit = new GitPlugin({ workDir: shmWork });
+shmPlatform
+  .use(new FakeBuilderPlugin())
+  .use(new FakeSchedulerPlugin())
+  .use(new FakeProxyPlugin())
+  .use(shmGit);
+const shmHttp = await shmGit.listenHttp();
+const { token: shmToken } = await shmGit.tokens.create("bench");
+
+const samples = { file: [], http: [], ssh: [], httpTmpfs: [] };
 const push = {
   file: async (index) => {
     const bare = join(root, "bare", `plain-${index}.git`);
@@ -112,6 +129,17 @@ const push = {
         env: sshEnv,
       }),
     ),
+  httpTmpfs: (index) =>
+    timed(() =>
+      run(
+        "git",
+        ["push", "-q", `http://bench:${shmToken}@127.0.0.1:${shmHttp.port}/bench-shm-${index}.git`, "main"],
+        {
+          cwd: repo,
+          env,
+        },
+      ),
+    ),
 };
 
 // One warm-up of each, then alternate so drift on a shared machine hits every kind alike.
@@ -123,6 +151,7 @@ for (let index = 0; index < RUNS; index += 1) {
 const plain = median(samples.file);
 const overHttp = median(samples.http);
 const overSsh = median(samples.ssh);
+const overHttpTmpfs = median(samples.httpTmpfs);
 console.log(`git push of a ${FILES}-file repository, ${RUNS} alternating runs each (median):`);
 console.log(`  plain git push, file:// bare repo     ${plain.toFixed(1)} ms`);
 console.log(
@@ -132,6 +161,12 @@ console.log(
   `  Berth over SSH (fake deploy)          ${overSsh.toFixed(1)} ms   ratio ${(overSsh / plain).toFixed(2)}`,
 );
 
+console.log(
+  `  Berth over HTTP, sources on tmpfs     ${overHttpTmpfs.toFixed(1)} ms   ratio ${(overHttpTmpfs / plain).toFixed(2)}`,
+);
+
 await git.close();
+await shmGit.close();
 await rm(root, { recursive: true, force: true });
+await rm(shmWork, { recursive: true, force: true });
 process.exit(0);

@@ -17,6 +17,7 @@ import { registerKeyCommands } from "./key-commands.js";
 import { PushReceiver } from "./receiver.js";
 import { Repositories } from "./repositories.js";
 import { createSshServer, loadHostKey, type SshRefusal } from "./ssh-server.js";
+import { sourceWorkDirs } from "./work-dirs.js";
 
 export interface GitOptions {
   /** Where repositories, keys, tokens and the host key live; default the platform's data dir. */
@@ -25,7 +26,10 @@ export interface GitOptions {
   autoCreate?: boolean;
   /** The unix socket hooks call back on; default `<dataDir>/git/berth.sock` (a temp path when that is too long). */
   socketPath?: string;
-  /** Where sources are extracted for builds; default `<dataDir>/git/work`. */
+  /**
+   * Where sources are extracted for builds; default a private directory on the `/dev/shm` tmpfs when there is
+   * one (falling back when it is full), else `<dataDir>/git/work`.
+   */
   workDir?: string;
   /** URL schemes submodules may be fetched with; default https, http, ssh and git (see `extractSource`). */
   submoduleProtocols?: string[];
@@ -99,7 +103,8 @@ export class GitPlugin implements BerthPlugin {
     const hookScript = join(gitDir, "pre-receive.cjs");
     const receiver = new PushReceiver(platform, repositories, {
       autoCreate: this.#options.autoCreate ?? true,
-      workDir: this.#options.workDir ?? join(gitDir, "work"),
+      workDirs: async () =>
+        this.#options.workDir ? [this.#options.workDir] : sourceWorkDirs(join(gitDir, "work")),
       submoduleProtocols: this.#options.submoduleProtocols,
       hookEnvironment: async () => {
         await this.start();
@@ -244,8 +249,11 @@ export class GitPlugin implements BerthPlugin {
     options: ExtractSourceOptions = {},
   ): Promise<ExtractedSource> {
     const state = this.#require();
+    const [workDir] = this.#options.workDir
+      ? [this.#options.workDir]
+      : await sourceWorkDirs(join(state.gitDir, "work"));
     return extractSource(state.repositories.path(app), rev, {
-      workDir: this.#options.workDir ?? join(state.gitDir, "work"),
+      workDir,
       ...(this.#options.submoduleProtocols ? { submoduleProtocols: this.#options.submoduleProtocols } : {}),
       ...options,
     });

@@ -11,6 +11,7 @@ import {
 import { canAccess, type Identity } from "./access.js";
 import { type ExtractSourceOptions, extractSource } from "./extract-source.js";
 import { type Repositories, ZERO_REV } from "./repositories.js";
+import { isNoSpace } from "./work-dirs.js";
 
 export type GitService = "receive-pack" | "upload-pack";
 
@@ -34,7 +35,8 @@ export interface GitSession {
 
 export interface ReceiverOptions {
   autoCreate: boolean;
-  workDir: string;
+  /** Where sources may be extracted, best first; the next is tried when one is full. */
+  workDirs: () => Promise<string[]>;
   submoduleProtocols: string[] | undefined;
   /** Where the hook finds us (set once the socket listens). */
   hookEnvironment: () => Promise<Record<string, string>>;
@@ -187,12 +189,7 @@ export class PushReceiver {
       }
       const deployUpdate = updates.find((update) => update.ref === deployRef);
       if (!deployUpdate) return 0;
-      const source = await extractSource(repoDir, deployUpdate.newRev, {
-        workDir: this.#options.workDir,
-        env: quarantine,
-        output,
-        ...(this.#options.submoduleProtocols ? { submoduleProtocols: this.#options.submoduleProtocols } : {}),
-      } satisfies ExtractSourceOptions);
+      const source = await this.#extract(repoDir, deployUpdate.newRev, quarantine, output);
       try {
         await this.#platform.deploy(
           app,
@@ -214,6 +211,25 @@ export class PushReceiver {
       output.warn(`Push rejected: ${describeError(error)}`);
       return 1;
     }
+  }
+
+  async #extract(repoDir: string, rev: string, env: Record<string, string>, output: Output) {
+    const workDirs = await this.#options.workDirs();
+    for (const [index, workDir] of workDirs.entries()) {
+      try {
+        return await extractSource(repoDir, rev, {
+          workDir,
+          env,
+          output,
+          ...(this.#options.submoduleProtocols
+            ? { submoduleProtocols: this.#options.submoduleProtocols }
+            : {}),
+        } satisfies ExtractSourceOptions);
+      } catch (error) {
+        if (index === workDirs.length - 1 || !isNoSpace(error)) throw error;
+      }
+    }
+    throw new BerthError("INVALID_SOURCE", "No directory to extract the source into.");
   }
 
   /** Resolves when every extracted source has been removed. */

@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { extractSource } from "./extract-source.js";
 import { createWorld, type Transport, type World, waitFor } from "./test/world.js";
@@ -56,15 +57,19 @@ describe("source extraction on push", () => {
       "vendor/lib/lib.txt",
     ]);
     expect(push.stderr).toContain("Submodule vendor/lib at");
-    // Removed after the deploy (in the background: the pusher does not wait for it).
-    expect(await waitFor(async () => (await readdir(join(world.dataDir, "git", "work"))).length === 0)).toBe(
-      true,
-    );
-    expect(existsSync(source?.dir ?? "/")).toBe(false);
+    // Extracted to a private tmpfs directory by default, and removed after the deploy (in the background: the
+    // pusher does not wait for it).
+    expect(dirname(source?.dir ?? "")).toBe(`/dev/shm/berth-git-${process.getuid?.()}`);
+    expect(await waitFor(() => !existsSync(source?.dir ?? "/"))).toBe(true);
   });
 
   it("skips a submodule whose URL is not allowed, saying so, and still deploys", async () => {
-    const strict = await createWorld({ submoduleProtocols: ["https"] });
+    const workDir = await mkdtemp(join(tmpdir(), "berth-git-test-work-"));
+    const strict = await createWorld({ submoduleProtocols: ["https"], workDir });
+    let extractedTo = "";
+    strict.platform.hooks.receive.tap("test-inspect", ({ source }) => {
+      extractedTo = source.dir;
+    });
     try {
       const library = await strict.repo({ "lib.txt": "x\n" });
       const dir = await strict.repo({ "body.txt": "strict\n" });
@@ -78,8 +83,10 @@ describe("source extraction on push", () => {
       });
       expect(push.code, push.stderr).toBe(0);
       expect(push.stderr).toContain("Submodule lib not fetched");
+      expect(dirname(extractedTo)).toBe(workDir);
     } finally {
       await strict.close();
+      await rm(workDir, { recursive: true, force: true });
     }
   });
 
@@ -87,10 +94,8 @@ describe("source extraction on push", () => {
     const dir = await world.repo({ "body.txt": "x\n", FAIL_BUILD: "no\n" });
     const push = await world.git(["push", world.url("http", "failing-source"), "main"], { cwd: dir });
     expect(push.code).not.toBe(0);
-    expect(await waitFor(async () => (await readdir(join(world.dataDir, "git", "work"))).length === 0)).toBe(
-      true,
-    );
-    expect(existsSync(seen.get("failing-source")?.dir ?? "/")).toBe(false);
+    expect(seen.get("failing-source")?.dir).toBeDefined();
+    expect(await waitFor(() => !existsSync(seen.get("failing-source")?.dir ?? "/"))).toBe(true);
   });
 
   it.each<Transport>(["http", "ssh"])("pushes and deploys a 50 MB file over %s", async (transport) => {
