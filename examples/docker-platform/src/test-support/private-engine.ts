@@ -8,23 +8,41 @@ const run = promisify(execFile);
 
 /**
  * A Docker engine of the test's own (own socket, data and exec roots), so a test can stop and start "dockerd"
- * without disturbing the shared engine other tests use. No iptables, no default bridge and its own address
- * pool keep it out of the shared engine's way; published ports still bind 127.0.0.1 through docker-proxy.
+ * without disturbing the shared engine other tests use. It must not touch anything of the host's that the
+ * shared engine uses: no iptables rules, its own address pool, and its own default bridge interface created
+ * here — `--bridge=none` would make dockerd delete the host's `docker0`, which the shared engine needs.
+ * Published ports still bind 127.0.0.1 through docker-proxy.
  */
 export class PrivateEngine {
   readonly root: string;
   readonly socketPath: string;
   readonly docker: Docker;
+  /** The engine's default bridge: a host interface of its own (at most 15 characters). */
+  readonly bridge: string;
+  readonly #bridgeAddress: string;
+  #bridgeCreated = false;
   #process: ChildProcess | undefined;
 
   constructor(root: string) {
     this.root = root;
     this.socketPath = join(root, "docker.sock");
     this.docker = new Docker({ socketPath: this.socketPath });
+    const tag = process.pid % 250;
+    this.bridge = `berth-pe${process.pid.toString(36).slice(-6)}`;
+    this.#bridgeAddress = `10.214.${tag}.1/24`;
+  }
+
+  async #createBridge(): Promise<void> {
+    if (this.#bridgeCreated) return;
+    await run("ip", ["link", "add", "name", this.bridge, "type", "bridge"]);
+    this.#bridgeCreated = true;
+    await run("ip", ["addr", "add", this.#bridgeAddress, "dev", this.bridge]);
+    await run("ip", ["link", "set", "dev", this.bridge, "up"]);
   }
 
   async start(): Promise<void> {
     await mkdir(this.root, { recursive: true });
+    await this.#createBridge();
     const log = await open(join(this.root, "dockerd.log"), "a");
     // detached: a session of its own, like `setsid dockerd … &`.
     this.#process = spawn(
@@ -43,7 +61,8 @@ export class PrivateEngine {
         "--iptables=false",
         "--ip-masq=false",
         "--ip-forward=false",
-        "--bridge=none",
+        "--bridge",
+        this.bridge,
         "--default-address-pool",
         "base=10.213.0.0/16,size=24",
         "--shutdown-timeout",
@@ -102,6 +121,10 @@ export class PrivateEngine {
         ),
       );
       await this.stop();
+    }
+    if (this.#bridgeCreated) {
+      await run("ip", ["link", "delete", this.bridge]).catch(() => undefined);
+      this.#bridgeCreated = false;
     }
     await rm(this.root, { recursive: true, force: true }).catch(() => undefined);
   }
