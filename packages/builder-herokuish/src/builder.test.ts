@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { chmod, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { isBerthError, type Platform } from "@berth/core";
+import { collectOutput, isBerthError, type Platform } from "@berth/core";
 import { FakeBuilderPlugin } from "@berth/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HerokuishBuilder } from "./builder.js";
@@ -242,6 +242,9 @@ describe("herokuish builder on the Docker engine", () => {
     const coldMs = Date.now() - first;
     expect(cold.error).toBeUndefined();
     expect(cold.output).toContain("0 from the cache, 3 built");
+    // deps.txt and a Procfile: two installed buildpacks detect it, the first in the installed order builds.
+    expect(cold.output).toContain("-----> Detected buildpacks: Vendor (vendor), Procfile (procfile)");
+    expect(cold.output).toContain(`       Using the first in the installed order: ${buildpackDir("vendor")}`);
     const second = Date.now();
     const warm = await buildThrough(platform, appSettings(app), appSource, 2);
     const warmMs = Date.now() - second;
@@ -351,6 +354,43 @@ describe("herokuish builder on the Docker engine", () => {
     expect(await imageExists(`berth/${app}:v1`)).toBe(false);
     const stack = await runOnce("berth/stack:bookworm", ["ls", "/usr/local/bin"]);
     expect(stack.output).not.toContain("evil");
+  });
+
+  it("cancels a running build when the signal aborts, leaving nothing behind", async () => {
+    const app = appName("cancel");
+    const pack = await buildpackCopy("procfile");
+    cleanup.push(pack);
+    await writeScript(
+      join(pack, "bin", "compile"),
+      '#!/usr/bin/env bash\necho "-----> Taking forever"\nexec sleep 300\n',
+    );
+    const builder = new HerokuishBuilder({ dataDir });
+    const controller = new AbortController();
+    const { output, text } = collectOutput();
+    const started = Date.now();
+    const building = builder
+      .build({
+        platform,
+        app: appSettings(app),
+        output,
+        signal: controller.signal,
+        source: await source("buildpack-procfile"),
+        version: 1,
+        builder: "herokuish",
+        config: { BUILDPACK_URL: pack },
+      })
+      .catch((error: unknown) => error);
+    const deadline = Date.now() + 60_000;
+    while (!text().includes("Taking forever") && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    controller.abort();
+    const failure = await building;
+    expect(isBerthError(failure, "BUILD_FAILED")).toBe(true);
+    expect((failure as Error).message).toContain("cancelled");
+    expect(Date.now() - started).toBeLessThan(60_000);
+    expect(await containersNamed(`berth-build-${app}-`)).toEqual([]);
+    expect(await imageExists(`berth/${app}:v1`)).toBe(false);
   });
 
   it("answers Builder.detect(): .buildpacks or a detecting installed buildpack claims, anything else not", async () => {

@@ -87,9 +87,21 @@ export function isNotFound(error: unknown): boolean {
 export async function removeContainer(container: Docker.Container): Promise<void> {
   try {
     await container.remove({ force: true, v: true });
+    return;
   } catch (error) {
     const status = (error as { statusCode?: number }).statusCode;
-    // 404: already gone; 409: removal already in progress.
-    if (status !== 404 && status !== 409) throw error;
+    if (status === 404) return;
+    // 409: a removal is already in progress (a cancelled build): wait until it is done, so callers see it gone.
+    if (status !== 409) throw error;
   }
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const gone = await container.inspect().then(
+      () => false,
+      (error: { statusCode?: number }) => error.statusCode === 404,
+    );
+    if (gone) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`container ${container.id} was not removed within 30 s`);
 }
