@@ -189,6 +189,7 @@ export class PushReceiver {
       }
       const deployUpdate = updates.find((update) => update.ref === deployRef);
       if (!deployUpdate) return 0;
+      output.step(`Deploying ${shortRef(deployRef)} (${deployUpdate.newRev.slice(0, 7)}) to ${app}`);
       const source = await this.#extract(repoDir, deployUpdate.newRev, quarantine, output);
       try {
         await this.#platform.deploy(
@@ -204,8 +205,12 @@ export class PushReceiver {
           .finally(() => this.#cleanups.delete(removal));
         this.#cleanups.add(removal);
       }
-      // Clones check out what deploys.
-      await this.#repositories.setHead(app, shortRef(deployRef));
+      // Clones check out what deploys; the deploy already happened, so a failure here must not reject the push.
+      await this.#repositories
+        .setHead(app, shortRef(deployRef))
+        .catch((error: unknown) =>
+          output.warn(`Could not point HEAD at ${deployRef}: ${describeError(error)}`),
+        );
       return 0;
     } catch (error) {
       output.warn(`Push rejected: ${describeError(error)}`);
