@@ -1,4 +1,4 @@
-import { chmod, mkdir, rm } from "node:fs/promises";
+import { chmod, lstat, mkdir, rm } from "node:fs/promises";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { dirname } from "node:path";
 import { PassThrough, Writable } from "node:stream";
@@ -34,8 +34,18 @@ export class BerthSocket {
 
   async listen(): Promise<void> {
     if (this.#server) return;
-    await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
-    await chmod(dirname(this.path), 0o700);
+    const directory = dirname(this.path);
+    await mkdir(directory, { recursive: true, mode: 0o700 });
+    // The directory is what keeps other local users off the socket: it must be ours and not a planted symlink.
+    const info = await lstat(directory);
+    const uid = process.getuid?.();
+    if (!info.isDirectory() || (uid !== undefined && info.uid !== uid)) {
+      throw new BerthError(
+        "SOCKET_UNSAFE",
+        `${directory} is not a directory owned by this user; remove it or choose another socketPath.`,
+      );
+    }
+    await chmod(directory, 0o700);
     if (await answers(this.path)) {
       throw new BerthError(
         "SOCKET_IN_USE",

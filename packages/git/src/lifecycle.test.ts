@@ -79,6 +79,16 @@ describe("secrets at rest", () => {
     }
   });
 
+  it("refuses a socket directory that is a symlink", async () => {
+    const { Platform } = await import("@berth/core");
+    const { mkdir, symlink } = await import("node:fs/promises");
+    await mkdir(join(world.root, "elsewhere"));
+    await symlink(join(world.root, "elsewhere"), join(world.root, "planted"));
+    const planted = new GitPlugin({ socketPath: join(world.root, "planted", "berth.sock") });
+    new Platform({ dataDir: join(world.root, "planted-data") }).use(planted);
+    await expect(planted.start()).rejects.toThrow(/not a directory owned by this user/);
+  });
+
   it("refuses to share a hook socket with a live Berth process", async () => {
     const { Platform } = await import("@berth/core");
     const second = new GitPlugin();
