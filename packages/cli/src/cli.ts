@@ -150,6 +150,7 @@ async function prepareInput(command: CommandDefinition, input: CommandInput): Pr
   }
   if (
     command.name === "keys:add" &&
+    input.args.length === 2 &&
     input.args[1] !== undefined &&
     !input.args[1].startsWith("ssh-") &&
     !input.args[1].startsWith("ecdsa-")
@@ -207,7 +208,8 @@ async function callDaemon(
     return response.exitCode;
   } catch (error) {
     progress.end();
-    if ((error as Error).name === "AbortError") return 130;
+    // Ctrl-C: the request was cut on purpose, whatever error the socket reports for it.
+    if (io.signal?.aborted || (error as Error).name === "AbortError") return 130;
     return reportError(error, io);
   }
 }

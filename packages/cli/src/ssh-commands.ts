@@ -17,13 +17,12 @@ export function registerSshCommands(registry: CommandRegistry, services: DaemonS
     registry.register(
       command.name,
       async ({ argv, user, stdin, stdout, stderr, signal }) => {
+        if (command.scope === "admin" && !user.admin) {
+          return fail(stderr, forbidden(command.name, user.user, user.apps));
+        }
         let input: CommandInput;
         try {
           input = parseCommandArguments(command, argv);
-          if (command.name === "keys:add" && input.args.length > 2) {
-            // ssh joins the remote command with spaces: a key arrives as several words.
-            input = { ...input, args: [input.args[0] as string, input.args.slice(1).join(" ")] };
-          }
         } catch (error) {
           return fail(stderr, error);
         }
@@ -51,7 +50,8 @@ export function registerSshCommands(registry: CommandRegistry, services: DaemonS
         if (text) stdout.write(text.endsWith("\n") ? text : `${text}\n`);
         return result.exitCode;
       },
-      { description: command.summary, adminOnly: command.scope === "admin" },
+      // Permissions are judged by executeCommand, as for the API, so SSH answers FORBIDDEN (exit 4) the same way.
+      { description: command.summary },
     );
   }
   registry.register(
@@ -74,6 +74,13 @@ function renderResult(command: CommandDefinition, input: CommandInput, data: unk
   if (command.render)
     return (command.render as (result: unknown, input: CommandInput) => string)(data, input);
   return command.read ? JSON.stringify(data, null, 2) : "";
+}
+
+function forbidden(command: string, user: string, apps: readonly string[]): BerthError {
+  return new BerthError(
+    "FORBIDDEN",
+    `${command} needs admin credentials; ${user} is limited to ${apps.join(", ") || "no apps"}.`,
+  );
 }
 
 function fail(stderr: NodeJS.WritableStream, error: unknown): number {

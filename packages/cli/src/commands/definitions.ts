@@ -1009,18 +1009,17 @@ export const commands: CommandDefinition[] = [
   {
     name: "keys:add",
     summary: "Allow an SSH public key to push and run commands; --app limits it to those apps.",
-    usage: "NAME PUBLIC-KEY",
+    usage: "NAME PUBLIC-KEY (or a .pub file)",
     example: 'berth keys:add alice "$(cat ~/.ssh/id_ed25519.pub)" --app hello',
     scope: "admin",
     minArgs: 2,
-    maxArgs: 2,
     flags: { app: { type: "list", description: "Only these apps (repeatable); default: admin key." } },
     async run(input, context) {
       const name = validateCredentialName(input.args[0], "key");
       const apps = flagList(input, "app").map(validateAppName);
       return requireService(context.services.keys, "keys:add").add(
         name,
-        input.args[1] as string,
+        input.args.slice(1).join(" "),
         apps.length > 0 ? apps : null,
       );
     },

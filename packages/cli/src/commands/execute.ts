@@ -70,6 +70,8 @@ export async function executeCommand(options: ExecuteOptions): Promise<Execution
         `Unknown command ${JSON.stringify(options.name.slice(0, 40))}; berth help lists them.`,
       );
     }
+    // Admin-only commands are refused before their input is even looked at.
+    if (command.scope === "admin" && !principal.admin) authorize(principal, command, { args: [], flags: {} });
     const input = checkCommandInput(command, options.input);
     authorize(principal, command, input);
     const output = new Output((text) => sink.output(text));
