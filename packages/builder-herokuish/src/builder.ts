@@ -286,25 +286,6 @@ export class HerokuishBuilder implements Builder {
         "Unable to select a buildpack: none are installed or named by the app.",
       );
     }
-    let buildpacks: FetchedBuildpack[];
-    try {
-      buildpacks = await this.#fetch(selection.references, output, context.signal);
-    } catch (error) {
-      if (!required && selection.origin === "detection") {
-        // An installed buildpack that cannot be fetched is the operator's problem, not a reason to claim a source.
-        throw error;
-      }
-      output.warn(describeError(error));
-      throw error;
-    }
-
-    const envFiles: FilePart[] = Object.entries(context.config).map(([key, value]) => ({
-      to: `tmp/env/${validateConfigKey(key)}`,
-      content: value,
-      mode: 0o644,
-      uid: 0,
-    }));
-    const cacheDir = this.cacheDirFor(app.name);
     // Seconds per phase, kept in the artifact's metadata: where a build spends its time.
     const phases: Record<string, number> = {};
     let phaseStarted = Date.now();
@@ -313,7 +294,23 @@ export class HerokuishBuilder implements Builder {
       phases[name] = Number(((now - phaseStarted) / 1000).toFixed(2));
       phaseStarted = now;
     };
+    let buildpacks: FetchedBuildpack[];
+    try {
+      buildpacks = await this.#fetch(selection.references, output, context.signal);
+    } catch (error) {
+      // Also for installed buildpacks: one that cannot be fetched or run is the operator's to fix, and says so.
+      output.warn(describeError(error));
+      throw error;
+    }
     phase("fetch");
+
+    const envFiles: FilePart[] = Object.entries(context.config).map(([key, value]) => ({
+      to: `tmp/env/${validateConfigKey(key)}`,
+      content: value,
+      mode: 0o644,
+      uid: 0,
+    }));
+    const cacheDir = this.cacheDirFor(app.name);
     const container = await this.#createContainer(app.name, buildpacks, source, envFiles, cacheDir);
     const onAbort = () => {
       void removeContainer(container);
