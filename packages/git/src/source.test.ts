@@ -122,7 +122,8 @@ describe("source extraction on push", () => {
     clearInterval(sampler);
     expect(push.code, push.stderr).toBe(0);
     expect(seen.get(app)?.big).toBe(content.length);
-    expect(peak - baseline).toBeLessThan(16 * 1024 * 1024);
+    // Buffering the body whole measured over 100 MB here; streaming stays well under 30 MB.
+    expect(peak - baseline).toBeLessThan(30 * 1024 * 1024);
     const clone = join(world.root, `clone-${app}`);
     const cloned = await world.git(["clone", "-q", world.url(transport, app), clone], { transport });
     expect(cloned.code, cloned.stderr).toBe(0);
