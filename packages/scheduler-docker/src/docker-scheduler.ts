@@ -50,7 +50,7 @@ export interface DockerSchedulerOptions {
   restartPolicy?: string;
   /** How long a stopped instance may take to exit after SIGTERM before it is killed; default 10 s. */
   stopGracePeriodSeconds?: number;
-  /** How long `start` and `reconcile` wait for restarted web instances to answer HTTP; default 30 s. */
+  /** How long `start` and `reconcile` wait for restarted web instances to answer HTTP; default 30 s, 0 to not wait. */
   readyTimeoutMs?: number;
   /**
    * `engine` (default): the engine assigns each web instance a free host port when it starts, so an instance the
@@ -1023,6 +1023,7 @@ export class DockerScheduler implements Scheduler {
   }
 
   async #waitUntilAnswering(app: string): Promise<void> {
+    if (this.#readyTimeoutMs <= 0) return;
     const deadline = Date.now() + this.#readyTimeoutMs;
     const endpoints = (await this.status(app)).flatMap((instance) =>
       instance.running && instance.endpoint ? [instance.endpoint] : [],

@@ -7,67 +7,50 @@ import Docker from "dockerode";
 const run = promisify(execFile);
 
 /**
- * A Docker engine of the test's own (own socket, data and exec roots), so a test can stop and start "dockerd"
- * without disturbing the shared engine other tests use. It must not touch anything of the host's that the
- * shared engine uses: no iptables rules, its own address pool, and its own default bridge interface created
- * here — `--bridge=none` would make dockerd delete the host's `docker0`, which the shared engine needs.
- * Published ports still bind 127.0.0.1 through docker-proxy.
+ * A Docker engine of the test's own, so a test can stop and start "dockerd" without disturbing the shared
+ * engine other tests use: own socket, data and exec roots, and its own network namespace. The namespace
+ * matters: a second dockerd on the host's network deletes or rewires interfaces the shared engine relies on
+ * (its `docker0` bridge). Its containers' published ports are therefore on the namespace's 127.0.0.1, reached
+ * with `request`, which runs curl inside that namespace.
  */
 export class PrivateEngine {
   readonly root: string;
   readonly socketPath: string;
   readonly docker: Docker;
-  /** The engine's default bridge: a host interface of its own (at most 15 characters). */
-  readonly bridge: string;
-  readonly #bridgeAddress: string;
-  #bridgeCreated = false;
   #process: ChildProcess | undefined;
 
   constructor(root: string) {
     this.root = root;
     this.socketPath = join(root, "docker.sock");
     this.docker = new Docker({ socketPath: this.socketPath });
-    const tag = process.pid % 250;
-    this.bridge = `berth-pe${process.pid.toString(36).slice(-6)}`;
-    this.#bridgeAddress = `10.214.${tag}.1/24`;
-  }
-
-  async #createBridge(): Promise<void> {
-    if (this.#bridgeCreated) return;
-    await run("ip", ["link", "add", "name", this.bridge, "type", "bridge"]);
-    this.#bridgeCreated = true;
-    await run("ip", ["addr", "add", this.#bridgeAddress, "dev", this.bridge]);
-    await run("ip", ["link", "set", "dev", this.bridge, "up"]);
   }
 
   async start(): Promise<void> {
     await mkdir(this.root, { recursive: true });
-    await this.#createBridge();
     const log = await open(join(this.root, "dockerd.log"), "a");
-    // detached: a session of its own, like `setsid dockerd … &`.
+    const options = [
+      "--host",
+      `unix://${this.socketPath}`,
+      "--data-root",
+      join(this.root, "data"),
+      "--exec-root",
+      join(this.root, "exec"),
+      "--pidfile",
+      join(this.root, "dockerd.pid"),
+      "--ip",
+      "127.0.0.1",
+      "--iptables=false",
+      "--ip-masq=false",
+      "--default-address-pool",
+      "base=10.213.0.0/16,size=24",
+      "--shutdown-timeout",
+      "3",
+    ];
+    // `unshare --net` gives dockerd a network namespace of its own (loopback brought up first); detached makes a
+    // session of its own, like `setsid dockerd … &`. unshare and sh exec, so the child's pid is dockerd's.
     this.#process = spawn(
-      "dockerd",
-      [
-        "--host",
-        `unix://${this.socketPath}`,
-        "--data-root",
-        join(this.root, "data"),
-        "--exec-root",
-        join(this.root, "exec"),
-        "--pidfile",
-        join(this.root, "dockerd.pid"),
-        "--ip",
-        "127.0.0.1",
-        "--iptables=false",
-        "--ip-masq=false",
-        "--ip-forward=false",
-        "--bridge",
-        this.bridge,
-        "--default-address-pool",
-        "base=10.213.0.0/16,size=24",
-        "--shutdown-timeout",
-        "3",
-      ],
+      "unshare",
+      ["--net", "--", "sh", "-c", 'ip link set lo up && exec dockerd "$@"', "sh", ...options],
       { detached: true, stdio: ["ignore", log.fd, log.fd] },
     );
     await log.close();
@@ -97,6 +80,24 @@ export class PrivateEngine {
     await exited;
   }
 
+  /** GET `http://127.0.0.1:<port>/` inside the engine's network namespace. */
+  async request(port: number): Promise<string> {
+    const pid = this.#process?.pid;
+    if (pid === undefined) throw new Error("the private engine is not running");
+    const { stdout } = await run("nsenter", [
+      `--net=/proc/${pid}/ns/net`,
+      "--",
+      "curl",
+      "--silent",
+      "--show-error",
+      "--fail",
+      "--max-time",
+      "5",
+      `http://127.0.0.1:${port}/`,
+    ]);
+    return stdout;
+  }
+
   /** Copies an image from the shared engine (there is no registry to pull from). */
   async loadImage(reference: string): Promise<void> {
     await run("sh", [
@@ -121,10 +122,6 @@ export class PrivateEngine {
         ),
       );
       await this.stop();
-    }
-    if (this.#bridgeCreated) {
-      await run("ip", ["link", "delete", this.bridge]).catch(() => undefined);
-      this.#bridgeCreated = false;
     }
     await rm(this.root, { recursive: true, force: true }).catch(() => undefined);
   }
