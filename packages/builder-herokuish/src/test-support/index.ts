@@ -213,7 +213,8 @@ export async function serve(image: string, name: string, command?: string[]): Pr
     const url = `http://127.0.0.1:${port}/`;
     const deadline = Date.now() + 20_000;
     for (;;) {
-      const answered = await fetch(url).then(
+      // A bounded wait per attempt: docker-proxy accepts before the container answers.
+      const answered = await fetch(url, { signal: AbortSignal.timeout(2000) }).then(
         (response) => response.ok,
         () => false,
       );
