@@ -166,8 +166,9 @@ await sleep(2000);
 const idleRss = await rssMegabytes(daemon.pid);
 
 const berthTimes = [];
+const phases = [];
 let peakRss = idleRss;
-for (let index = 1; index <= runs; index += 1) {
+async function berthDeploy(index) {
   const version = `berth-${index}-${randomBytes(2).toString("hex")}`;
   await writeVersion(berthTree, version);
   let sampling = true;
@@ -178,10 +179,27 @@ for (let index = 1; index <= runs; index += 1) {
     }
   })();
   const started = performance.now();
+  const startedWall = Date.now();
   // The clock stops when the URL serves the new version (the push itself returns later, after retiring v-1).
-  const servedAt = waitForBody(ports.http, host, version).then(() => performance.now());
+  const servedAt = waitForBody(ports.http, host, version).then(() => ({
+    at: performance.now(),
+    wall: Date.now(),
+  }));
   await git(berthTree, "push", "-q", "--force", pushUrl, "HEAD:main");
-  berthTimes.push((await servedAt) - started);
+  const served = await servedAt;
+  berthTimes.push(served.at - started);
+  // Where the time went, from the daemon's event log (one line per pipeline step).
+  const events = (await readFile(join(dataDir, "events.jsonl"), "utf8"))
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line))
+    .filter((event) => event.app === app && Date.parse(event.time) >= startedWall);
+  const at = (type) => Date.parse(events.find((event) => event.type === type)?.time ?? "") - startedWall;
+  phases.push({
+    receive: at("deploy.started"),
+    build: at("build.succeeded") - at("deploy.started"),
+    startCheckRoute: served.wall - startedWall - at("build.succeeded"),
+  });
   sampling = false;
   await sampler;
 }
@@ -239,7 +257,9 @@ async function floorDeploy(version) {
 
 await floorDeploy("warm-up");
 const floorTimes = [];
+// Interleaved, so load from other work on the machine hits both sides alike.
 for (let index = 1; index <= runs; index += 1) {
+  await berthDeploy(index);
   floorTimes.push(await floorDeploy(`floor-${index}-${randomBytes(2).toString("hex")}`));
 }
 
@@ -344,6 +364,9 @@ console.log(
 );
 console.log(
   `  git push → new version served, by hand:    ${ms(floorMedian)}   (runs: ${floorTimes.map(ms).join(", ")})`,
+);
+console.log(
+  `    Berth phases (medians): push received → deploy started ${ms(median(phases.map((phase) => phase.receive)))}, build ${ms(median(phases.map((phase) => phase.build)))}, release + start + checks + nginx switch ${ms(median(phases.map((phase) => phase.startCheckRoute)))}`,
 );
 console.log(
   `  ratio Berth / floor:                        ${(berthMedian / floorMedian).toFixed(2)}x   (target ≤ 1.15x)`,
