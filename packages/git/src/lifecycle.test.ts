@@ -38,6 +38,56 @@ describe("repositories follow their apps", () => {
   });
 });
 
+describe("HTTPS", () => {
+  it("serves pushes and clones over TLS", async () => {
+    const key = join(world.root, "tls.key");
+    const cert = join(world.root, "tls.crt");
+    const made = await run("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+    ]);
+    expect(made.code, made.stderr).toBe(0);
+    const https = await world.plugin.listenHttp({
+      tls: { key: await readFile(key), cert: await readFile(cert) },
+    });
+    try {
+      const url = `https://admin:${world.adminToken}@127.0.0.1:${https.port}/secure.git`;
+      const dir = await world.repo({ "body.txt": "over tls\n" });
+      const push = await world.git(["-c", `http.sslCAInfo=${cert}`, "push", url, "main"], { cwd: dir });
+      expect(push.code, push.stderr).toBe(0);
+      expect(push.stderr).toContain("remote: -----> Building secure");
+      const untrusted = await world.git(["push", url, "main"], { cwd: dir });
+      expect(untrusted.code).not.toBe(0);
+      const clone = await world.git([
+        "-c",
+        `http.sslCAInfo=${cert}`,
+        "clone",
+        "-q",
+        url,
+        join(world.root, "secure"),
+      ]);
+      expect(clone.code, clone.stderr).toBe(0);
+    } finally {
+      await https.close();
+    }
+  });
+});
+
 describe("secrets at rest", () => {
   it("keeps only token hashes, in files only Berth's user can read", async () => {
     const { token } = await world.plugin.tokens.create("laura", { apps: ["lauras-app"] });

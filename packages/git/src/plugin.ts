@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { createServer, type Server as HttpServer } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -179,10 +180,16 @@ export class GitPlugin implements BerthPlugin {
     return createHttpHandler(state.receiver, state.tokens, options);
   }
 
-  /** A standalone smart HTTP server. */
-  async listenHttp(options: ListenOptions & HttpHandlerOptions = {}): Promise<Listening> {
+  /** A standalone smart HTTP server; HTTPS when given `tls` (PEM key and certificate). */
+  async listenHttp(
+    options: ListenOptions &
+      HttpHandlerOptions & { tls?: { key: string | Buffer; cert: string | Buffer } } = {},
+  ): Promise<Listening> {
     await this.start();
-    const server = createServer(this.httpHandler(options));
+    const handler = this.httpHandler(options);
+    const server = options.tls
+      ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, handler)
+      : createServer(handler);
     // A large push over a slow link may take longer than Node's default of 5 minutes to upload.
     server.requestTimeout = 0;
     return this.#listen(server, options, () => server.closeAllConnections());
