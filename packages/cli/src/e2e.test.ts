@@ -400,6 +400,27 @@ describe("berth end to end (daemon, git, Docker, nginx)", () => {
     expect(await appContainers(buildpackApp)).toEqual([]);
   });
 
+  it("stops and starts, renames (domain follows), and adds domains, all through nginx", async () => {
+    expect((await daemon.berth(["ps:stop", app])).code).toBe(0);
+    expect(await served()).not.toBe("Hello from a tarball");
+    expect((await daemon.berth(["ps:start", app])).code).toBe(0);
+    await waitFor(async () => (await served()) === "Hello from a tarball", 30_000, "the app to serve again");
+
+    const renamed = uniqueName("e2e-renamed");
+    const rename = await daemon.berth(["apps:rename", app, renamed]);
+    expect(rename.code, rename.stderr).toBe(0);
+    expect(await served(`${renamed}.berth.localhost`)).toBe("Hello from a tarball");
+    expect((await getByHost(daemon.ports.http, host)).status).not.toBe(200);
+    expect(await appContainers(app)).toEqual([]);
+    expect((await daemon.berth(["apps:rename", renamed, app])).code).toBe(0);
+    expect(await served()).toBe("Hello from a tarball");
+
+    expect((await daemon.berth(["domains:add", app, "www.e2e-example.test"])).code).toBe(0);
+    expect(await served("www.e2e-example.test")).toBe("Hello from a tarball");
+    expect((await daemon.berth(["domains:remove", app, "www.e2e-example.test"])).code).toBe(0);
+    expect((await getByHost(daemon.ports.http, "www.e2e-example.test")).status).not.toBe(200);
+  });
+
   it("apps:destroy removes containers, images, vhost, repository and state", async () => {
     expect((await appContainers()).length).toBeGreaterThan(0);
     const destroyed = await daemon.berth(["apps:destroy", app, "--force"]);

@@ -212,8 +212,9 @@ export const commands: CommandDefinition[] = [
       await context.platform.apps.rename(from, to, { output: context.output });
       const oldDefault = defaultDomain(context, from);
       if (before.domains.includes(oldDefault)) {
-        await context.platform.domains.remove(to, [oldDefault]);
+        // Add before removing: an app is never left without a domain in between.
         await context.platform.domains.add(to, [defaultDomain(context, to)]);
+        await context.platform.domains.remove(to, [oldDefault]);
       }
       return { from, to };
     },
