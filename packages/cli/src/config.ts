@@ -31,15 +31,15 @@ export interface BerthConfig {
     httpPort?: number;
     /** nginx's HTTPS port, used once an app has a certificate; default 443 (root) or 8443. */
     httpsPort?: number;
-    /** Address nginx listens on; default 127.0.0.1 would hide apps from the network, so `0.0.0.0` unless set. */
+    /** Address nginx listens on; default `0.0.0.0` (a platform serves the network; the demo uses 127.0.0.1). */
     listen?: string;
   };
   git?: {
-    /** Smart HTTP port for `git push`; default 8022 + 0 → 8000? see defaults. */
+    /** Smart HTTP port for `git push`; default 8022. */
     httpPort?: number;
-    /** SSH port for `git push` and `ssh berth@host COMMAND`. */
+    /** SSH port for `git push` and `ssh berth@host COMMAND`; default 2222. */
     sshPort?: number;
-    /** Address git's servers listen on. */
+    /** Address git's servers listen on; default 0.0.0.0. */
     host?: string;
   };
   /** Apps get `<app>.<domain>` unless they set domains. */
