@@ -12,7 +12,7 @@ import {
 import { StaticArtifactBuilderPlugin, sourceFrom, temporaryDirectory } from "@berth/core/testing";
 import Docker from "dockerode";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LABELS, networkName } from "./docker-scheduler.js";
+import { LABELS, networkName, SHARED_NETWORK } from "./docker-scheduler.js";
 import { DockerSchedulerPlugin } from "./plugin.js";
 import { buildImage, commands, removeImage, testImageDockerfile } from "./test-support/images.js";
 
@@ -102,6 +102,7 @@ describe("DockerScheduler on a real engine", () => {
       limits: { _all_: { memory: "64m" }, web: { cpus: 0.5 } },
       volumes: [`${volume}:/data`],
       restartPolicy: "on-failure:3",
+      isolatedNetwork: true,
     });
     const release = await deploy(app, { Procfile: `web: ${web}\nworker: ${worker}` });
     const state = await platform.apps.state(app);
@@ -135,7 +136,7 @@ describe("DockerScheduler on a real engine", () => {
     expect(info.HostConfig.RestartPolicy).toEqual({ Name: "on-failure", MaximumRetryCount: 3 });
     expect(info.HostConfig.Memory).toBe(64 * 1024 * 1024);
     expect(info.HostConfig.NanoCpus).toBe(500_000_000);
-    expect(info.HostConfig.NetworkMode).toBe(networkName(app));
+    expect(info.HostConfig.NetworkMode).toBe(networkName(app, true));
     expect(info.HostConfig.PortBindings).toEqual({ "5000/tcp": [{ HostIp: "127.0.0.1", HostPort: "" }] });
     expect(info.Mounts.map((mount) => [mount.Name, mount.Destination])).toEqual([[volume, "/data"]]);
 
@@ -411,7 +412,10 @@ describe("DockerScheduler on a real engine", () => {
       await platform.apps.destroy(name);
     }
     expect(await docker.listImages({ filters: { label: [`${LABELS.app}=${name}`] } })).toEqual([]);
-    expect(await docker.listNetworks({ filters: { name: [networkName(name)] } })).toEqual([]);
+    expect(await docker.listNetworks({ filters: { name: [networkName(name, true)] } })).toEqual([]);
+    // Apps without isolatedNetwork share one network, which outlives any one app.
+    const shared = await docker.listNetworks({ filters: { name: [SHARED_NETWORK] } });
+    expect(shared.some((network) => network.Name === SHARED_NETWORK)).toBe(true);
   });
 
   it("discards a deployment idempotently and removes every trace of a destroyed app", async () => {
@@ -423,7 +427,7 @@ describe("DockerScheduler on a real engine", () => {
     ).toBe(true);
     await platform.apps.destroy(app);
     expect(await containersOf(app)).toEqual([]);
-    expect(await docker.listNetworks({ filters: { name: [networkName(app)] } })).toEqual([]);
+    expect(await docker.listNetworks({ filters: { name: [networkName(app, true)] } })).toEqual([]);
   });
 });
 

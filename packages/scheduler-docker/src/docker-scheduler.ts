@@ -115,9 +115,12 @@ export function containerName(app: string, processType: string, index: number, d
   return `${app}.${processType}.${index}.${deploymentSuffix(deploymentId)}`;
 }
 
-/** The per-app network every instance and one-off joins. */
-export function networkName(app: string): string {
-  return `berth-${app}`;
+/** The network every app's instances and one-offs join unless the app asks for its own. */
+export const SHARED_NETWORK = "berth";
+
+/** The network an app's instances join: the shared one, or `berth-<app>` with the `isolatedNetwork` setting. */
+export function networkName(app: string, isolated = false): string {
+  return isolated ? `berth-${app}` : SHARED_NETWORK;
 }
 
 /** The port the web process listens on: the artifact's first declared port, else 5000. */
@@ -855,7 +858,9 @@ export class DockerScheduler implements Scheduler {
     } catch (error) {
       if (statusCode(error) !== 404 || !/network/i.test(engineMessage(error))) throw error;
       this.#networks.delete(network);
-      await this.#ensureNetwork(options.Labels?.[LABELS.app] ?? network.replace(/^berth-/, ""));
+      const app = options.Labels?.[LABELS.app];
+      if (app === undefined) throw error;
+      await this.#ensureNetwork(app);
       return this.docker.createContainer(options);
     }
   }
@@ -925,11 +930,18 @@ export class DockerScheduler implements Scheduler {
   }
 
   async #ensureNetwork(app: string): Promise<string> {
-    const name = networkName(app);
+    const isolated = this.#settingsOrDefaults(
+      (await this.#readApp(app))?.plugins[SETTINGS_KEY],
+    ).isolatedNetwork;
+    const name = networkName(app, isolated);
     // Known networks skip the engine round trip; one removed behind our back is re-created on the next failure.
     if (this.#networks.has(name)) return name;
     try {
-      await this.docker.createNetwork({ Name: name, CheckDuplicate: true, Labels: { [LABELS.app]: app } });
+      await this.docker.createNetwork({
+        Name: name,
+        CheckDuplicate: true,
+        Labels: isolated ? { [LABELS.app]: app } : { "berth.network": "shared" },
+      });
     } catch (error) {
       // 409: it exists already (an earlier run of Berth, or another generation a moment ago).
       if (statusCode(error) !== 409) {
@@ -946,8 +958,9 @@ export class DockerScheduler implements Scheduler {
     return name;
   }
 
+  /** Removes the app's own network, if it has one; the shared network stays. */
   async #removeNetwork(app: string): Promise<void> {
-    const name = networkName(app);
+    const name = networkName(app, true);
     this.#networks.delete(name);
     const networks = await this.docker.listNetworks({ filters: { name: [name] } });
     for (const network of networks.filter((candidate) => candidate.Name === name)) {

@@ -5,6 +5,7 @@ export {
   LABELS,
   networkName,
   processCommand,
+  SHARED_NETWORK,
   webPort,
 } from "./docker-scheduler.js";
 export { DockerSchedulerPlugin, dockerScheduler } from "./plugin.js";

@@ -20,7 +20,9 @@ describe("Docker scheduler settings", () => {
       stopGracePeriodSeconds: 10,
       limits: {},
       volumes: [],
+      isolatedNetwork: false,
     });
+    expect(parseDockerSettings({ isolatedNetwork: true }, defaults).isolatedNetwork).toBe(true);
   });
 
   it("reads restart policies, grace periods, limits and volumes", () => {
@@ -44,6 +46,7 @@ describe("Docker scheduler settings", () => {
   });
 
   it.each([
+    [{ isolatedNetwork: "yes" }, /isolatedNetwork must be true or false/],
     [{ limits: { web: { memory: -1 } } }, /memory limit -1/],
     [{ limits: { web: { memory: "-1" } } }, /memory limit "-1"/],
     [{ limits: { web: { memory: "lots" } } }, /memory limit "lots"/],

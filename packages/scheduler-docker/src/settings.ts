@@ -8,7 +8,8 @@ import { BerthError, type JsonValue, validateProcessType } from "@berth/core";
  *       "restartPolicy": "on-failure:10",
  *       "stopGracePeriod": 10,
  *       "limits": { "_all_": { "memory": "256m" }, "web": { "memory": "512m", "cpus": 0.5 } },
- *       "volumes": ["uploads:/app/uploads", "/srv/shared:/app/shared:ro"]
+ *       "volumes": ["uploads:/app/uploads", "/srv/shared:/app/shared:ro"],
+ *       "isolatedNetwork": true
  *     }
  *
  * Everything is judged here before a container is created, so a bad value fails the deploy with
@@ -40,12 +41,17 @@ export interface DockerAppSettings {
   /** Keyed by process type, `_all_` for every type; a type's own entry wins per field. */
   limits: Record<string, ResourceLimits>;
   volumes: VolumeMount[];
+  /**
+   * A network of the app's own (`berth-<app>`) instead of the one all apps share. Off by default: an engine
+   * has address pools for about 30 networks, and a platform hosts hundreds of apps.
+   */
+  isolatedNetwork: boolean;
 }
 
 /** The settings key under which core stores this plugin's per-app settings. */
 export const SETTINGS_KEY = "scheduler-docker";
 
-const KNOWN_KEYS = ["restartPolicy", "stopGracePeriod", "limits", "volumes"];
+const KNOWN_KEYS = ["restartPolicy", "stopGracePeriod", "limits", "volumes", "isolatedNetwork"];
 const MINIMUM_MEMORY = 6 * 1024 * 1024;
 const MEMORY = /^([0-9]+(?:\.[0-9]+)?)\s*([bkmg]?)b?$/i;
 const VOLUME_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{1,127}$/;
@@ -223,7 +229,14 @@ export function parseDockerSettings(
         : parseGracePeriod(settings.stopGracePeriod),
     limits: parseLimits(settings.limits),
     volumes: mounts,
+    isolatedNetwork: parseIsolatedNetwork(settings.isolatedNetwork),
   };
+}
+
+function parseIsolatedNetwork(value: JsonValue | undefined): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== "boolean") invalid("isolatedNetwork must be true or false", { value });
+  return value as boolean;
 }
 
 /** The limits that apply to one process type: its own entry over `_all_`. */
