@@ -18,7 +18,7 @@ import { registerKeyCommands } from "./key-commands.js";
 import { PushReceiver } from "./receiver.js";
 import { Repositories } from "./repositories.js";
 import { createSshServer, loadHostKey, type SshRefusal } from "./ssh-server.js";
-import { sourceWorkDirs } from "./work-dirs.js";
+import { removeLeftovers, sourceWorkDirs } from "./work-dirs.js";
 
 export interface GitOptions {
   /** Where repositories, keys, tokens and the host key live; default the platform's data dir. */
@@ -167,6 +167,9 @@ export class GitPlugin implements BerthPlugin {
       await chmod(state.gitDir, 0o700);
       await writeFile(state.hookScript, HOOK_CLIENT_SOURCE, { mode: 0o644 });
       await state.socket.listen();
+      await removeLeftovers(
+        this.#options.workDir ? [this.#options.workDir] : await sourceWorkDirs(join(state.gitDir, "work")),
+      );
     })();
     this.#starting.catch(() => {
       this.#starting = undefined;
@@ -266,10 +269,9 @@ export class GitPlugin implements BerthPlugin {
     });
   }
 
-  /** Stops every server this plugin started and the hook socket, after extracted sources are removed. */
+  /** Stops every server this plugin started and the hook socket. */
   async close(): Promise<void> {
     await Promise.all([...this.#servers].map((server) => server.close()));
-    await this.#state?.receiver.drain();
     if (this.#state && this.#starting) {
       await this.#starting.catch(() => undefined);
       await this.#state.socket.close();

@@ -63,7 +63,6 @@ export class PushReceiver {
   readonly #options: ReceiverOptions;
   readonly #sessions = new Map<string, SessionState>();
   readonly #pushTails = new Map<string, Promise<void>>();
-  readonly #cleanups = new Set<Promise<void>>();
 
   constructor(platform: Platform, repositories: Repositories, options: ReceiverOptions) {
     this.#platform = platform;
@@ -198,12 +197,10 @@ export class PushReceiver {
           { output },
         );
       } finally {
-        // Removing a large tree takes a while and the pusher need not wait for it; `drain()` does.
-        const removal: Promise<void> = source
+        // Awaited: a process that exits right after the push must not leave the tree behind.
+        await source
           .remove()
-          .catch(() => undefined)
-          .finally(() => this.#cleanups.delete(removal));
-        this.#cleanups.add(removal);
+          .catch((error: unknown) => output.warn(`Could not remove ${source.dir}: ${describeError(error)}`));
       }
       // Clones check out what deploys; the deploy already happened, so a failure here must not reject the push.
       await this.#repositories
@@ -235,11 +232,6 @@ export class PushReceiver {
       }
     }
     throw new BerthError("INVALID_SOURCE", "No directory to extract the source into.");
-  }
-
-  /** Resolves when every extracted source has been removed. */
-  async drain(): Promise<void> {
-    while (this.#cleanups.size > 0) await Promise.allSettled([...this.#cleanups]);
   }
 
   /** Waits for earlier pushes to `app`; returns the function that lets the next one go. */

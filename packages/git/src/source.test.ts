@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { extractSource } from "./extract-source.js";
-import { createWorld, type Transport, type World, waitFor } from "./test/world.js";
+import { createWorld, type Transport, type World } from "./test/world.js";
+import { removeLeftovers } from "./work-dirs.js";
 
 let world: World;
 /** What each deploy's source directory looked like, by app. */
@@ -57,10 +58,9 @@ describe("source extraction on push", () => {
       "vendor/lib/lib.txt",
     ]);
     expect(push.stderr).toContain("Submodule vendor/lib at");
-    // Extracted to a private tmpfs directory by default, and removed after the deploy (in the background: the
-    // pusher does not wait for it).
+    // Extracted to a private tmpfs directory by default, and removed before the push is answered.
     expect(dirname(source?.dir ?? "")).toBe(`/dev/shm/berth-git-${process.getuid?.()}`);
-    expect(await waitFor(() => !existsSync(source?.dir ?? "/"))).toBe(true);
+    expect(existsSync(source?.dir ?? "/")).toBe(false);
   });
 
   it("skips a submodule whose URL is not allowed, saying so, and still deploys", async () => {
@@ -95,7 +95,7 @@ describe("source extraction on push", () => {
     const push = await world.git(["push", world.url("http", "failing-source"), "main"], { cwd: dir });
     expect(push.code).not.toBe(0);
     expect(seen.get("failing-source")?.dir).toBeDefined();
-    expect(await waitFor(() => !existsSync(seen.get("failing-source")?.dir ?? "/"))).toBe(true);
+    expect(existsSync(seen.get("failing-source")?.dir ?? "/")).toBe(false);
   });
 
   it.each<Transport>(["http", "ssh"])("pushes and deploys a 50 MB file over %s", async (transport) => {
@@ -191,6 +191,25 @@ describe("extractSource", () => {
       extractSource(repoDir, "no-such-branch", { workDir: join(world.root, "extract") }),
     ).rejects.toThrow(/is not a commit of this repository/);
     expect(await readdir(join(world.root, "extract"))).toEqual([]);
+  });
+
+  it("sweeps sources a killed process left behind, and only old ones with Berth's names", async () => {
+    const { mkdir, utimes } = await import("node:fs/promises");
+    const dir = join(world.root, "leftovers");
+    for (const name of [
+      "berth-source-OldOne",
+      "berth-source-Young1",
+      "berth-submodule-Old222",
+      "not-berth-old",
+    ]) {
+      await mkdir(join(dir, name, "inside"), { recursive: true });
+    }
+    const old = new Date(Date.now() - 7 * 60 * 60 * 1000);
+    for (const name of ["berth-source-OldOne", "berth-submodule-Old222", "not-berth-old"]) {
+      await utimes(join(dir, name), old, old);
+    }
+    await removeLeftovers([dir, join(world.root, "missing")]);
+    expect((await readdir(dir)).sort()).toEqual(["berth-source-Young1", "not-berth-old"]);
   });
 
   it("is what the plugin offers for rebuilds of an app's pushed rev", async () => {

@@ -1,4 +1,4 @@
-import { lstat, mkdir, stat } from "node:fs/promises";
+import { lstat, mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 
 const SHARED_MEMORY = "/dev/shm";
@@ -34,4 +34,25 @@ export function isNoSpace(error: unknown): boolean {
   const text =
     error instanceof Error ? `${(error as NodeJS.ErrnoException).code ?? ""} ${error.message}` : "";
   return /ENOSPC|No space left on device/.test(text);
+}
+
+/** Sources older than this were left by a process that died mid-deploy; no build runs that long. */
+const LEFTOVER_AGE_MS = 6 * 60 * 60 * 1000;
+
+/**
+ * Removes sources that a crashed or killed Berth process left behind (on a tmpfs they would hold memory until
+ * the next reboot). Only Berth's own entry names, and only old ones: another live process may share the dir.
+ */
+export async function removeLeftovers(workDirs: string[], now = Date.now()): Promise<void> {
+  for (const dir of workDirs) {
+    const entries = await readdir(dir).catch(() => [] as string[]);
+    for (const entry of entries) {
+      if (!/^berth-(source|submodule)-[A-Za-z0-9]{6}$/.test(entry)) continue;
+      const path = join(dir, entry);
+      const info = await lstat(path).catch(() => undefined);
+      if (info?.isDirectory() && now - info.mtimeMs > LEFTOVER_AGE_MS) {
+        await rm(path, { recursive: true, force: true }).catch(() => undefined);
+      }
+    }
+  }
 }
