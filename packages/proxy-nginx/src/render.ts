@@ -258,7 +258,9 @@ export function renderVirtualHost(model: ConfigModel, host: VirtualHostModel): s
       const address = listenArgument(model.listenAddress, server.port);
       if (server.scheme === "https") text.directive("listen", address, "ssl");
       else text.directive("listen", address);
-      text.directive("server_name", ...serverNames);
+      // No domain and no global domain: the app answers only requests without a Host (or on a port of its
+      // own, where it is the first server); `""` is nginx's name for exactly that.
+      text.directive("server_name", ...(serverNames.length > 0 ? serverNames : ['""']));
       text.directive("access_log", pathWord(`${prefix}/logs/apps/${app}-access.log`), "berth");
       text.directive("error_log", pathWord(`${prefix}/logs/apps/${app}-error.log`), "warn");
       text.directive("client_max_body_size", word(settings.clientMaxBodySize, "size"));

@@ -253,6 +253,21 @@ export function testProxy(options: ProxySuiteOptions): void {
     );
 
     it(
+      "stays valid when an app has no domain left, and routes it again once it has one",
+      async () => {
+        await platform.domains.clear("alpha");
+        expect((await options.request("alpha.conformance.test")).status).toBe(404);
+        expect((await options.request("beta.conformance.test")).body).toBe("beta-v1");
+        await platform.domains.add("alpha", ["alpha.conformance.test"]);
+        expect(await options.request("alpha.conformance.test")).toMatchObject({
+          status: 200,
+          body: "alpha-v2",
+        });
+      },
+      timeout,
+    );
+
+    it(
       "stops routing a destroyed app",
       async () => {
         await platform.apps.destroy("beta");
