@@ -645,6 +645,14 @@ export class DockerScheduler implements Scheduler {
     const images = await this.docker.listImages({ filters: { label: [`${LABELS.app}=${app}`] } });
     for (const image of images)
       await tolerate(this.docker.getImage(image.Id).remove({ force: true }), [404, 409]);
+    // Images built before a rename carry the old name's label; the app's releases still name them. Only images
+    // Berth built (labelled berth.app) go: an image deployed with --from-image belongs to the user.
+    const releases = this.#platform ? await this.#platform.store.listReleases(app) : [];
+    for (const reference of new Set(releases.map((release) => release.artifact.image))) {
+      const image = await this.#inspectImage(reference);
+      if (image?.Config?.Labels?.[LABELS.app] === undefined) continue;
+      await tolerate(this.docker.getImage(image.Id).remove({ force: true }), [404, 409]);
+    }
     await this.#removeNetwork(app);
   }
 
