@@ -44,10 +44,25 @@ export async function loadHostKey(path: string): Promise<string> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
-  const pair = ssh2.utils.generateKeyPairSync("ed25519");
+  const pair = generateHostKeyPair();
   await writeFileAtomic(path, pair.private, { mode: 0o600 });
   await writeFileAtomic(`${path}.pub`, `${pair.public}\n`, { mode: 0o644 });
   return pair.private;
+}
+
+/** An ed25519 key's public blob: string "ssh-ed25519" (4 + 11 bytes) and the 32-byte key (4 + 32). */
+const ED25519_BLOB_LENGTH = 51;
+
+/**
+ * ssh2 drops a leading zero byte of the key when it encodes it (about 1 key in 400), which yields a key that
+ * ssh2's own Server then refuses to load. Such a key is recognisable by its short public blob: draw again.
+ */
+export function generateHostKeyPair(): { private: string; public: string } {
+  for (;;) {
+    const pair = ssh2.utils.generateKeyPairSync("ed25519");
+    const blob = Buffer.from(pair.public.split(" ")[1] ?? "", "base64");
+    if (blob.length === ED25519_BLOB_LENGTH) return pair;
+  }
 }
 
 /**
