@@ -3,10 +3,10 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FakeBuilderPlugin, FakeProxy, FakeProxyPlugin, FakeSchedulerPlugin } from "@berth/core/testing";
+import { splitCommandLine } from "@berth/git";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "./cli.js";
 import { commands } from "./commands/definitions.js";
-import { splitCommandLine } from "./commands/parse.js";
 import { resolveConfig } from "./config.js";
 import { type BerthDaemon, startDaemon } from "./daemon.js";
 

@@ -16,7 +16,7 @@ export {
 export { type CliIo, runCli, VERSION } from "./cli.js";
 export { commands, findCommand } from "./commands/definitions.js";
 export { authorize, type ExecutionResult, executeCommand, exitCodeFor } from "./commands/execute.js";
-export { formatHelp, parseCommandArguments, splitCommandLine } from "./commands/parse.js";
+export { formatHelp, parseCommandArguments } from "./commands/parse.js";
 export type { CommandContext, CommandDefinition, CommandInput } from "./commands/types.js";
 export { composeBuiltIn, loadExtraPlugins } from "./compose.js";
 export {

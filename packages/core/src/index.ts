@@ -18,6 +18,7 @@ export { collectOutput, Output, type OutputSink } from "./output.js";
 export { readSourceManifest, releaseEnvironment, resolveAppJsonEnv, resolveFormation } from "./pipeline.js";
 export {
   type ConfigChangeOptions,
+  defaultAppSettings,
   formatPortMapping,
   type OperationOptions,
   Platform,

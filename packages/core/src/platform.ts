@@ -72,7 +72,8 @@ function defaultDataDir(): string {
   return process.getuid?.() === 0 ? "/var/lib/berth" : join(homedir(), ".berth");
 }
 
-function emptyApp(name: string): AppSettings {
+/** The settings of a newly created app: no domains, ports or scale of its own, checks on, no plugin settings. */
+export function defaultAppSettings(name: string): AppSettings {
   return {
     name,
     createdAt: new Date().toISOString(),
@@ -313,7 +314,7 @@ export class Platform {
         if (await this.store.readApp(name)) {
           throw new BerthError("APP_EXISTS", `App ${name} already exists.`, { details: { app: name } });
         }
-        const app: AppSettings = { ...emptyApp(name), ...settings };
+        const app: AppSettings = { ...defaultAppSettings(name), ...settings };
         await this.store.writeApp(app);
         await this.hooks.appCreated.promise({ app });
         this.events.emit("app.created", name);

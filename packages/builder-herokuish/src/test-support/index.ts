@@ -9,6 +9,7 @@ import {
   type Artifact,
   type BuildContext,
   collectOutput,
+  defaultAppSettings,
   Platform,
   type Source,
 } from "@berth/core";
@@ -86,15 +87,7 @@ export async function writeScript(path: string, body: string): Promise<void> {
 }
 
 export function appSettings(name: string, plugins: AppSettings["plugins"] = {}): AppSettings {
-  return {
-    name,
-    createdAt: new Date().toISOString(),
-    domains: [],
-    ports: [],
-    scale: {},
-    checks: { disabled: [], skipped: [] },
-    plugins,
-  };
+  return { ...defaultAppSettings(name), plugins };
 }
 
 export interface BuildRun {

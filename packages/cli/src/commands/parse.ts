@@ -116,48 +116,6 @@ export function usage(command: CommandDefinition, problem: string): BerthError {
   });
 }
 
-/** Splits an SSH command line into words like a POSIX shell would, without expanding anything. */
-export function splitCommandLine(line: string): string[] {
-  const words: string[] = [];
-  let current = "";
-  let inWord = false;
-  let quote: "'" | '"' | undefined;
-  for (let index = 0; index < line.length; index += 1) {
-    const character = line[index] as string;
-    if (quote === "'") {
-      if (character === "'") quote = undefined;
-      else current += character;
-      continue;
-    }
-    if (quote === '"') {
-      if (character === '"') quote = undefined;
-      else if (character === "\\" && index + 1 < line.length && '"\\$`'.includes(line[index + 1] as string)) {
-        current += line[index + 1];
-        index += 1;
-      } else current += character;
-      continue;
-    }
-    if (character === "'" || character === '"') {
-      quote = character;
-      inWord = true;
-    } else if (character === "\\" && index + 1 < line.length) {
-      current += line[index + 1];
-      index += 1;
-      inWord = true;
-    } else if (/\s/.test(character)) {
-      if (inWord) words.push(current);
-      current = "";
-      inWord = false;
-    } else {
-      current += character;
-      inWord = true;
-    }
-  }
-  if (quote) throw new BerthError("USAGE", "Unterminated quote in the command line.");
-  if (inWord) words.push(current);
-  return words;
-}
-
 export function formatHelp(command: CommandDefinition): string {
   const lines = [`Usage: berth ${command.name} ${command.usage}`.trimEnd(), "", command.summary, ""];
   const flags = Object.entries(command.flags ?? {});
