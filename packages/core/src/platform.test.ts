@@ -260,40 +260,50 @@ describe("Platform deploy pipeline", () => {
   it("two deploys of one app serialize; two apps deploy in parallel", async () => {
     await h.platform.apps.create("other");
     const active = new Map<string, number>();
+    const entered: string[] = [];
     let maxPerApp = 0;
-    let maxOverall = 0;
-    h.platform.hooks.build.tapPromise({ name: "slow", stage: -1 }, async (context) => {
+    let openGate: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      openGate = resolve;
+    });
+    // Builds wait at the gate; if apps were serialized globally, "other" could never join "hello" in a build.
+    h.platform.hooks.build.tapPromise({ name: "gate", stage: -1 }, async (context) => {
       const count = (active.get(context.app.name) ?? 0) + 1;
       active.set(context.app.name, count);
       maxPerApp = Math.max(maxPerApp, count);
-      maxOverall = Math.max(
-        maxOverall,
-        [...active.values()].reduce((sum, value) => sum + value, 0),
-      );
-      await new Promise((resolve) => setTimeout(resolve, 150));
+      entered.push(context.app.name);
+      await gate;
       active.set(context.app.name, count - 1);
       return undefined;
     });
-    const waits: string[] = [];
+    // Both deploys of hello write here: whichever loses the race for the lock says it waits.
     const { output, text } = collectOutput();
-    const results = await Promise.all([
-      h.deploy("hello", { "body.txt": "a" }),
-      (async () => {
-        const source = await sourceFrom({ "body.txt": "b" });
-        sources.push(source.dir);
-        return h.platform.deploy("hello", source, { output });
-      })(),
-      h.deploy("other", { "body.txt": "c" }),
-    ]);
-    waits.push(text());
+    const deployHello = async (body: string) => {
+      const source = await sourceFrom({ "body.txt": body });
+      sources.push(source.dir);
+      return h.platform.deploy("hello", source, { output });
+    };
+    const deploys = Promise.all([deployHello("a"), deployHello("b"), h.deploy("other", { "body.txt": "c" })]);
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!(entered.includes("hello") && entered.includes("other") && /Waiting for/.test(text()))) {
+        if (Date.now() > deadline) break;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      // Both apps are building at once, and the second deploy of hello is waiting for the app's lock.
+      expect([...entered].sort()).toEqual(["hello", "other"]);
+      expect(text()).toMatch(/Waiting for deploy of hello/);
+    } finally {
+      openGate();
+    }
+    const results = await deploys;
     expect(maxPerApp).toBe(1);
-    expect(maxOverall).toBe(2);
+    expect(entered.filter((app) => app === "hello")).toHaveLength(2);
     expect(results.map((release) => `${release.app}:${release.id}`).sort()).toEqual([
       "hello:v1",
       "hello:v2",
       "other:v1",
     ]);
-    expect(waits.join("")).toMatch(/Waiting for deploy of hello/);
   });
 
   it("keeps events: a JSONL log and live subscriptions", async () => {

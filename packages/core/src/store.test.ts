@@ -108,7 +108,9 @@ describe("AppLocks", () => {
       operation: "scale",
       onWait: (holder) => waitedFor.push(holder.operation),
     });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    const deadline = Date.now() + 5000;
+    while (waitedFor.length === 0 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 5));
     expect(waitedFor).toEqual(["deploy"]);
     await first.release();
     const lock = await second;
