@@ -121,6 +121,22 @@ describe("berth daemon + CLI (fake plugins)", () => {
     expect(info.source).toMatchObject({ kind: "rollback", from: "v1" });
   });
 
+  it("renders every read command that takes just an app as a human table, not only as JSON", async () => {
+    const readers = commands.filter((command) => command.read && command.usage === "APP" && command.render);
+    expect(readers.map((command) => command.name)).toContain("releases");
+    for (const command of readers) {
+      const shown = await berth([command.name, "hello"]);
+      expect({ command: command.name, code: shown.code, stderr: shown.stderr }).toEqual({
+        command: command.name,
+        code: 0,
+        stderr: "",
+      });
+    }
+    const releases = (await berth(["releases", "hello"])).stdout;
+    expect(releases).toMatch(/^\s*RELEASE\s+STATUS\s+CREATED\s+DESCRIPTION\s+IMAGE/m);
+    expect(releases).toMatch(/^\*\s+v3\s+succeeded\s.*Rollback to v1\s+fake\/hello:v1$/m);
+  });
+
   it("sets config as a new release, scales, runs one-off commands with their exit code", async () => {
     const set = await berth(["config:set", "hello", 'GREETING=it\'s "quoted" $HOME', "OTHER=1"]);
     expect(set.code).toBe(0);

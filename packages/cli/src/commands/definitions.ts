@@ -54,13 +54,25 @@ function defaultDomain(context: CommandContext, app: string): string {
   return `${app}.${context.services.config.domain}`;
 }
 
-function releaseRow(release: Release): string[] {
+/** What `releases` sends for each release: enough for the table, without config values. */
+interface ReleaseSummary {
+  id: string;
+  status: Release["status"];
+  current: boolean;
+  createdAt: string;
+  description: string;
+  image: string;
+  failure?: Release["failure"];
+}
+
+function releaseRow(release: ReleaseSummary): string[] {
   return [
+    release.current ? "*" : "",
     release.id,
-    release.status,
+    release.failure ? `${release.status} (${release.failure.code})` : release.status,
     release.createdAt.replace("T", " ").slice(0, 19),
     release.description,
-    release.artifact.image,
+    release.image,
   ];
 }
 
@@ -705,20 +717,22 @@ export const commands: CommandDefinition[] = [
       const name = appOf(input);
       const releases = await context.platform.releases.list(name);
       const state = await context.platform.apps.state(name);
-      return releases.map((release) => ({
-        id: release.id,
-        status: release.status,
-        current: release.id === state.currentRelease,
-        createdAt: release.createdAt,
-        description: release.description,
-        image: release.artifact.image,
-        ...(release.failure ? { failure: release.failure } : {}),
-      }));
+      return releases.map(
+        (release): ReleaseSummary => ({
+          id: release.id,
+          status: release.status,
+          current: release.id === state.currentRelease,
+          createdAt: release.createdAt,
+          description: release.description,
+          image: release.artifact.image,
+          ...(release.failure ? { failure: release.failure } : {}),
+        }),
+      );
     },
-    render: (releases: Array<Release & { current: boolean }>) =>
+    render: (releases: ReleaseSummary[]) =>
       formatTable([
         ["", "RELEASE", "STATUS", "CREATED", "DESCRIPTION", "IMAGE"],
-        ...releases.map((release) => [release.current ? "*" : "", ...releaseRow(release)]),
+        ...releases.map(releaseRow),
       ]),
   },
   {
