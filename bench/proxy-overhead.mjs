@@ -5,16 +5,15 @@
 // Needs: a built monorepo (npm run build), Docker with berth/busybox:latest, nginx. Traffic: 127.0.0.1 only.
 //
 //   node bench/proxy-overhead.mjs [--rounds 3] [--seconds 5] [--connections 20]
-import { execFile } from "node:child_process";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
-import { Agent, request } from "node:http";
-import { createServer } from "node:net";
+import { Agent } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Platform } from "@berth/core";
 import { nginxProxy } from "@berth/proxy-nginx";
 import { dockerScheduler } from "@berth/scheduler-docker";
+import { docker, freePort, get, percentile, webCommand } from "./load-support.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -31,45 +30,6 @@ const image = `berth-bench-proxy-overhead:${process.pid}`;
 const app = `pobench-${process.pid % 100000}`;
 const host = "proxy-overhead.bench";
 const body = "proxy-overhead-body";
-const web =
-  'mkdir -p /tmp/www && printf "%s" "$BODY" > /tmp/www/index.html && exec httpd -f -p "$PORT" -h /tmp/www';
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function docker(args, input) {
-  return new Promise((resolve, reject) => {
-    const child = execFile("docker", args, (error, stdout) => (error ? reject(error) : resolve(stdout)));
-    if (input !== undefined) child.stdin.end(input);
-  });
-}
-
-function get(agent, port) {
-  return new Promise((resolve) => {
-    const outgoing = request(
-      { host: "127.0.0.1", port, path: "/", agent, headers: { Host: host } },
-      (response) => {
-        let text = "";
-        response.setEncoding("utf8");
-        response.on("data", (chunk) => {
-          text += chunk;
-        });
-        response.on("end", () => resolve(response.statusCode === 200 && text === body));
-        response.on("error", () => resolve(false));
-      },
-    );
-    outgoing.on("error", () => resolve(false));
-    outgoing.end();
-  });
-}
 
 /** One round: `connections` keep-alive workers for `roundMs`; the same client code for both targets. */
 async function round(port) {
@@ -82,7 +42,8 @@ async function round(port) {
     Array.from({ length: connections }, async () => {
       while (performance.now() < deadline) {
         const begin = performance.now();
-        if (!(await get(agent, port))) failures += 1;
+        const answer = await get(agent, port, host);
+        if (answer.status !== 200 || answer.body !== body) failures += 1;
         latencies.push(performance.now() - begin);
       }
     }),
@@ -95,11 +56,6 @@ async function round(port) {
     p50: percentile(latencies, 0.5),
     failures,
   };
-}
-
-function percentile(values, fraction) {
-  const sorted = [...values].sort((left, right) => left - right);
-  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))] ?? 0;
 }
 
 const median = (values) => percentile(values, 0.5);
@@ -126,7 +82,7 @@ platform
         builder: "bench",
         image,
         ports: [5000],
-        defaultProcessTypes: { web },
+        defaultProcessTypes: { web: webCommand },
       })),
   })
   .use(dockerScheduler({ stopGracePeriodSeconds: 2 }))

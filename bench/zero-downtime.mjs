@@ -4,16 +4,15 @@
 // deploy. Needs: a built monorepo (npm run build), Docker with berth/busybox:latest, nginx. Traffic: 127.0.0.1.
 //
 //   node bench/zero-downtime.mjs [--deploys 10] [--connections 20] [--baseline-seconds 5] [--keep]
-import { execFile } from "node:child_process";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
-import { Agent, request } from "node:http";
-import { createServer } from "node:net";
+import { Agent } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Platform } from "@berth/core";
 import { nginxProxy } from "@berth/proxy-nginx";
 import { dockerScheduler } from "@berth/scheduler-docker";
+import { docker, freePort, get, percentile, webCommand } from "./load-support.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -30,46 +29,6 @@ const baselineMs = Number(values["baseline-seconds"]) * 1000;
 const image = `berth-bench-zero-downtime:${process.pid}`;
 const app = `zdbench-${process.pid % 100000}`;
 const host = "zero-downtime.bench";
-const web =
-  'mkdir -p /tmp/www && printf "%s" "$BODY" > /tmp/www/index.html && exec httpd -f -p "$PORT" -h /tmp/www';
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function docker(args, input) {
-  return new Promise((resolve, reject) => {
-    const child = execFile("docker", args, (error, stdout) => (error ? reject(error) : resolve(stdout)));
-    if (input !== undefined) child.stdin.end(input);
-  });
-}
-
-/** One GET on a keep-alive agent; resolves { status, body } or { error }. */
-function get(agent, port) {
-  return new Promise((resolve) => {
-    const outgoing = request(
-      { host: "127.0.0.1", port, path: "/", agent, headers: { Host: host } },
-      (response) => {
-        let body = "";
-        response.setEncoding("utf8");
-        response.on("data", (chunk) => {
-          body += chunk;
-        });
-        response.on("end", () => resolve({ status: response.statusCode, body }));
-        response.on("error", (error) => resolve({ error }));
-      },
-    );
-    outgoing.on("error", (error) => resolve({ error }));
-    outgoing.end();
-  });
-}
 
 /** `connections` workers sending back to back until `phase.stop` is set; no retries of any kind. */
 function load(port, accept) {
@@ -86,7 +45,7 @@ function load(port, accept) {
   const worker = async () => {
     while (!stopped) {
       const started = performance.now();
-      const answer = await get(agent, port);
+      const answer = await get(agent, port, host);
       const current = phase;
       current.requests += 1;
       current.latencies.push(performance.now() - started);
@@ -116,11 +75,6 @@ function load(port, accept) {
   };
 }
 
-function percentile(values, fraction) {
-  const sorted = [...values].sort((left, right) => left - right);
-  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))] ?? 0;
-}
-
 const dataDir = await mkdtemp(join(tmpdir(), "berth-bench-zero-downtime-"));
 await chmod(dataDir, 0o755);
 const httpPort = await freePort();
@@ -143,7 +97,7 @@ platform
         builder: "bench",
         image,
         ports: [5000],
-        defaultProcessTypes: { web },
+        defaultProcessTypes: { web: webCommand },
       })),
   })
   .use(dockerScheduler({ stopGracePeriodSeconds: 2 }))
