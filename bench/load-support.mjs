@@ -1,8 +1,14 @@
 // Shared by the proxy benchmarks: a free loopback port, the docker CLI, one keep-alive GET, percentiles, and
 // the web command of their busybox app. Traffic goes to 127.0.0.1 only.
 import { execFile } from "node:child_process";
+import { chmod, mkdtemp } from "node:fs/promises";
 import { request } from "node:http";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Platform } from "@berth/core";
+import { nginxProxy } from "@berth/proxy-nginx";
+import { dockerScheduler } from "@berth/scheduler-docker";
 
 /** The busybox app both benchmarks run: serves $BODY on $PORT. */
 export const webCommand =
@@ -50,4 +56,39 @@ export function get(agent, port, host) {
 export function percentile(values, fraction) {
   const sorted = [...values].sort((left, right) => left - right);
   return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))] ?? 0;
+}
+
+/**
+ * A platform on the real engine and a private nginx on a free loopback port, whose "builder" hands out `image`
+ * running the busybox web command: both benchmarks measure routing, not building.
+ */
+export async function benchPlatform(name, image) {
+  const dataDir = await mkdtemp(join(tmpdir(), `berth-bench-${name}-`));
+  // nginx workers (nobody) must reach the router's sockets under it.
+  await chmod(dataDir, 0o755);
+  const httpPort = await freePort();
+  const proxy = nginxProxy({
+    httpPort,
+    httpsPort: await freePort(),
+    listenAddress: "127.0.0.1",
+    workerProcesses: 1,
+  });
+  const platform = new Platform({
+    dataDir,
+    defaults: { scheduler: "docker", proxy: "nginx" },
+    checks: { uptime: 1 },
+  })
+    .use({
+      name: "builder-bench",
+      apply: (target) =>
+        target.hooks.build.tapPromise("builder-bench", async () => ({
+          builder: "bench",
+          image,
+          ports: [5000],
+          defaultProcessTypes: { web: webCommand },
+        })),
+    })
+    .use(dockerScheduler({ stopGracePeriodSeconds: 2 }))
+    .use(proxy);
+  return { dataDir, httpPort, platform, proxy };
 }

@@ -5,15 +5,12 @@
 // Needs: a built monorepo (npm run build), Docker with berth/busybox:latest, nginx. Traffic: 127.0.0.1 only.
 //
 //   node bench/proxy-overhead.mjs [--rounds 3] [--seconds 5] [--connections 20]
-import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { Agent } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { Platform } from "@berth/core";
-import { nginxProxy } from "@berth/proxy-nginx";
-import { dockerScheduler } from "@berth/scheduler-docker";
-import { docker, freePort, get, percentile, webCommand } from "./load-support.mjs";
+import { benchPlatform, docker, get, percentile } from "./load-support.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -60,33 +57,7 @@ async function round(port) {
 
 const median = (values) => percentile(values, 0.5);
 
-const dataDir = await mkdtemp(join(tmpdir(), "berth-bench-proxy-overhead-"));
-await chmod(dataDir, 0o755);
-const httpPort = await freePort();
-const proxy = nginxProxy({
-  httpPort,
-  httpsPort: await freePort(),
-  listenAddress: "127.0.0.1",
-  workerProcesses: 1,
-});
-const platform = new Platform({
-  dataDir,
-  defaults: { scheduler: "docker", proxy: "nginx" },
-  checks: { uptime: 1 },
-});
-platform
-  .use({
-    name: "builder-bench",
-    apply: (target) =>
-      target.hooks.build.tapPromise("builder-bench", async () => ({
-        builder: "bench",
-        image,
-        ports: [5000],
-        defaultProcessTypes: { web: webCommand },
-      })),
-  })
-  .use(dockerScheduler({ stopGracePeriodSeconds: 2 }))
-  .use(proxy);
+const { dataDir, httpPort, platform, proxy } = await benchPlatform("proxy-overhead", image);
 
 try {
   await docker(["build", "-q", "-t", image, "-"], "FROM berth/busybox:latest\n");

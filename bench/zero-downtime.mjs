@@ -4,15 +4,12 @@
 // deploy. Needs: a built monorepo (npm run build), Docker with berth/busybox:latest, nginx. Traffic: 127.0.0.1.
 //
 //   node bench/zero-downtime.mjs [--deploys 10] [--connections 20] [--baseline-seconds 5] [--keep]
-import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { Agent } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { Platform } from "@berth/core";
-import { nginxProxy } from "@berth/proxy-nginx";
-import { dockerScheduler } from "@berth/scheduler-docker";
-import { docker, freePort, get, percentile, webCommand } from "./load-support.mjs";
+import { benchPlatform, docker, get, percentile } from "./load-support.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -75,33 +72,7 @@ function load(port, accept) {
   };
 }
 
-const dataDir = await mkdtemp(join(tmpdir(), "berth-bench-zero-downtime-"));
-await chmod(dataDir, 0o755);
-const httpPort = await freePort();
-const proxy = nginxProxy({
-  httpPort,
-  httpsPort: await freePort(),
-  listenAddress: "127.0.0.1",
-  workerProcesses: 1,
-});
-const platform = new Platform({
-  dataDir,
-  defaults: { scheduler: "docker", proxy: "nginx" },
-  checks: { uptime: 1 },
-});
-platform
-  .use({
-    name: "builder-bench",
-    apply: (target) =>
-      target.hooks.build.tapPromise("builder-bench", async () => ({
-        builder: "bench",
-        image,
-        ports: [5000],
-        defaultProcessTypes: { web: webCommand },
-      })),
-  })
-  .use(dockerScheduler({ stopGracePeriodSeconds: 2 }))
-  .use(proxy);
+const { dataDir, httpPort, platform, proxy } = await benchPlatform("zero-downtime", image);
 
 const bodies = new Set();
 const deploy = async (body) => {
